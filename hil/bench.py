@@ -1,0 +1,266 @@
+"""The Bench protocol (the abstract device layer) and the values that cross it.
+
+A bench owns one network instance and does four things to it: set input voltages, clamp the
+outputs with nudge currents (both in :meth:`Bench.settle`), measure voltages (the
+:class:`Measurement` that ``settle`` returns), and pulse memristors (:meth:`Bench.pulse`),
+plus reading conductances for write-verify. Every operation is checked against the bench's
+:class:`SafetyLimits` before anything is applied; a violation raises
+:class:`~hil.errors.SafetyError` and changes nothing. No instrument or simulator code here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hil.errors import SafetyError
+from hil.network import Network
+
+
+class SafetyLimits(BaseModel):
+    """Limits a bench enforces on every operation (checked before anything is applied).
+
+    Attributes
+    ----------
+    max_input_voltage : float
+        Largest |V| on any input source (V).
+    max_nudge_current : float
+        Largest |I| a nudge current source may inject (A).
+    compliance_current : float
+        Current compliance of every voltage source (A).
+    compliance_voltage : float
+        Voltage compliance of every current source (V).
+    pulse_amplitude : tuple of float
+        Allowed ``(min, max)`` programming pulse amplitude (V).
+    pulse_width : tuple of float
+        Allowed ``(min, max)`` programming pulse width (s).
+    max_pulses_per_request : int
+        Most pulses one device may receive in one request.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_input_voltage: float = Field(10.0, gt=0)
+    max_nudge_current: float = Field(1e-3, gt=0)
+    compliance_current: float = Field(10e-3, gt=0)
+    compliance_voltage: float = Field(10.0, gt=0)
+    pulse_amplitude: tuple[float, float] = (0.1, 3.0)
+    pulse_width: tuple[float, float] = (10e-9, 1e-3)
+    max_pulses_per_request: int = Field(1000, gt=0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SafetyLimits:
+        for name in ("pulse_amplitude", "pulse_width"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must be (min, max) with 0 < min <= max, got {lo, hi}")
+        return self
+
+    def check_inputs(self, inputs: np.ndarray) -> None:
+        """Raise SafetyError if any input voltage exceeds ``max_input_voltage``."""
+        _check_abs("input voltage", inputs, self.max_input_voltage, "V")
+
+    def check_nudges(self, nudges: np.ndarray) -> None:
+        """Raise SafetyError if any nudge current exceeds ``max_nudge_current``."""
+        _check_abs("nudge current", nudges, self.max_nudge_current, "A")
+
+    def check_pulse(self, request: PulseRequest) -> None:
+        """Raise SafetyError if the pulse shape or counts are out of limits."""
+        _check_range("pulse amplitude", request.amplitude_v, self.pulse_amplitude, "V")
+        _check_range("pulse width", request.width_s, self.pulse_width, "s")
+        worst = int(np.abs(request.counts).max(initial=0))
+        if worst > self.max_pulses_per_request:
+            raise SafetyError(
+                f"pulse count {worst} exceeds max_pulses_per_request "
+                f"({self.max_pulses_per_request}); nothing was applied"
+            )
+
+
+def _check_abs(what: str, values: np.ndarray, limit: float, unit: str) -> None:
+    values = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise SafetyError(f"{what} contains NaN or infinity; nothing was applied")
+    worst = float(np.abs(values).max(initial=0.0))
+    if worst > limit:
+        raise SafetyError(
+            f"{what} {worst:g} {unit} exceeds the limit of {limit:g} {unit}; nothing was applied"
+        )
+
+
+def _check_range(what: str, value: float, bounds: tuple[float, float], unit: str) -> None:
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise SafetyError(
+            f"{what} {value:g} {unit} is outside [{lo:g}, {hi:g}] {unit}; nothing was applied"
+        )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one settle measured.
+
+    Attributes
+    ----------
+    node_voltages : ndarray, shape (B, n_nodes)
+        Voltage of every network node (V), in the network's node order.
+    drops : ndarray, shape (B, n_devices)
+        Voltage across every crossbar device (V), row line minus column node.
+    outputs : ndarray, shape (B, classes)
+        Differential outputs ``V+ - V-`` (V).
+    in_compliance : ndarray of bool, shape (B,)
+        True where an instrument hit its compliance limit during the sample (a lab bench
+        reports it; a simulated bench never does).
+    """
+
+    node_voltages: np.ndarray
+    drops: np.ndarray
+    outputs: np.ndarray
+    in_compliance: np.ndarray
+
+    @classmethod
+    def from_voltages(
+        cls, network: Network, node_voltages: np.ndarray, in_compliance: np.ndarray | None = None
+    ) -> Measurement:
+        """Derive drops and outputs from measured node voltages."""
+        flags = np.zeros(len(node_voltages), bool) if in_compliance is None else in_compliance
+        return cls(node_voltages, network.drops(node_voltages), network.outputs(node_voltages),
+                   flags)
+
+
+@dataclass(frozen=True)
+class PulseRequest:
+    """Programming pulses for a set of devices.
+
+    Attributes
+    ----------
+    device_ids : ndarray of int, shape (n,)
+    counts : ndarray of int, shape (n,)
+        Pulses per device; positive potentiates (raises G), negative depresses.
+    amplitude_v : float
+        Pulse amplitude (V); depressing pulses are applied at ``-amplitude_v``.
+    width_s : float
+        Pulse width (s).
+    """
+
+    device_ids: np.ndarray
+    counts: np.ndarray
+    amplitude_v: float
+    width_s: float
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.device_ids)
+        counts = np.asarray(self.counts)
+        if ids.ndim != 1 or ids.shape != counts.shape:
+            raise SafetyError(
+                f"device_ids and counts must be 1-D of equal length, got shapes "
+                f"{ids.shape} and {counts.shape}; nothing was applied"
+            )
+        if not np.issubdtype(ids.dtype, np.integer) or not np.issubdtype(counts.dtype, np.integer):
+            raise SafetyError("device_ids and counts must be integers; nothing was applied")
+        if len(np.unique(ids)) != len(ids):
+            raise SafetyError("device_ids must not repeat within a request; nothing was applied")
+
+    def check_devices(self, n_devices: int) -> None:
+        """Raise SafetyError unless every id is a device of a network of ``n_devices``."""
+        ids = np.asarray(self.device_ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= n_devices):
+            raise SafetyError(
+                f"device ids must be in [0, {n_devices}), got [{ids.min()}, {ids.max()}];"
+                " nothing was applied"
+            )
+
+
+@dataclass(frozen=True)
+class PulseReport:
+    """What a bench actually applied for a :class:`PulseRequest`.
+
+    Attributes
+    ----------
+    device_ids : ndarray of int, shape (n,)
+    applied : ndarray of int, shape (n,)
+        Signed pulses delivered to each device.
+    refused : ndarray of int, shape (n,)
+        Pulses not delivered (e.g. a device at its endurance limit), with the reason in
+        ``notes``.
+    notes : list of str
+    """
+
+    device_ids: np.ndarray
+    applied: np.ndarray
+    refused: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_pulses(self) -> int:
+        return int(np.abs(self.applied).sum())
+
+
+@dataclass(frozen=True)
+class PulseCalibration:
+    """Nominal response of the bench's devices, used to plan open-loop programming.
+
+    Attributes
+    ----------
+    step_up, step_down : float
+        Mean conductance change per potentiating / depressing pulse (S, both > 0).
+    amplitude_v, width_s : float
+        The pulse shape these steps refer to (V, s).
+    """
+
+    step_up: float
+    step_down: float
+    amplitude_v: float
+    width_s: float
+
+
+@runtime_checkable
+class Bench(Protocol):
+    """A network instance the trainer can drive: simulated, emulated or physical."""
+
+    network: Network
+    limits: SafetyLimits
+    calibration: PulseCalibration
+
+    def settle(self, inputs: np.ndarray, nudges: np.ndarray | None = None) -> Measurement:
+        """Apply input voltages (B, 2*inputs) and output nudge currents (B, 2*classes),
+        wait for equilibrium and measure. Settles the whole batch (a lab bench loops)."""
+        ...
+
+    def pulse(self, request: PulseRequest) -> PulseReport:
+        """Apply programming pulses; every pulse delivered is counted."""
+        ...
+
+    def read_conductances(self, device_ids: np.ndarray | None = None) -> np.ndarray:
+        """Read conductances (S) at a small read voltage; all devices when ids is None."""
+        ...
+
+    def safe_state(self) -> None:
+        """All sources to 0 V / 0 A, outputs off. Must not raise."""
+        ...
+
+    def close(self) -> None:
+        """Go to the safe state and release every resource."""
+        ...
+
+
+@runtime_checkable
+class StatefulBench(Protocol):
+    """A bench whose device state can be saved and restored (simulated benches)."""
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None: ...
+
+
+@contextmanager
+def in_safe_hands(bench: Bench) -> Iterator[Bench]:
+    """Use a bench and leave it in its safe state on every way out (errors, Ctrl-C)."""
+    try:
+        yield bench
+    finally:
+        bench.safe_state()
