@@ -38,25 +38,33 @@ def main() -> None:
     eqprop_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    mlp = MLPClassifier(hidden_layer_sizes=tuple(config.network.hidden), max_iter=200,
-                        batch_size=config.training.batch_size, random_state=config.training.seed)
+    mlp = MLPClassifier(
+        hidden_layer_sizes=tuple(config.network.hidden),
+        max_iter=200,
+        batch_size=config.training.batch_size,
+        random_state=config.training.seed,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         mlp.fit(data.x_train, data.y_train)
     backprop_seconds = time.perf_counter() - start
 
-    print(json.dumps({
-        "dataset": data.name,
-        "hidden": config.network.hidden,
-        "eqprop_epochs": history[-1].epoch,
-        "eqprop_test_accuracy": round(history[-1].test_accuracy, 4),
-        "eqprop_train_accuracy": round(history[-1].train_accuracy, 4),
-        "eqprop_seconds": round(eqprop_seconds, 1),
-        "backprop_test_accuracy": round(float(mlp.score(data.x_test, data.y_test)), 4),
-        "backprop_train_accuracy": round(float(mlp.score(data.x_train, data.y_train)), 4),
-        "backprop_epochs": int(mlp.n_iter_),
-        "backprop_seconds": round(backprop_seconds, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "dataset": data.name,
+                "hidden": config.network.hidden,
+                "eqprop_epochs": history[-1].epoch,
+                "eqprop_test_accuracy": round(history[-1].test_accuracy, 4),
+                "eqprop_train_accuracy": round(history[-1].train_accuracy, 4),
+                "eqprop_seconds": round(eqprop_seconds, 1),
+                "backprop_test_accuracy": round(float(mlp.score(data.x_test, data.y_test)), 4),
+                "backprop_train_accuracy": round(float(mlp.score(data.x_train, data.y_train)), 4),
+                "backprop_epochs": int(mlp.n_iter_),
+                "backprop_seconds": round(backprop_seconds, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -128,8 +128,9 @@ class Measurement:
     ) -> Measurement:
         """Derive drops and outputs from measured node voltages."""
         flags = np.zeros(len(node_voltages), bool) if in_compliance is None else in_compliance
-        return cls(node_voltages, network.drops(node_voltages), network.outputs(node_voltages),
-                   flags)
+        return cls(
+            node_voltages, network.drops(node_voltages), network.outputs(node_voltages), flags
+        )
 
 
 @dataclass(frozen=True)

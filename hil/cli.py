@@ -41,21 +41,25 @@ def _train(args: argparse.Namespace) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     if not args.quiet:
-        print(f"{config.name}: {bench.network.describe()}; {len(data.y_train)} train / "
-              f"{len(data.y_test)} test samples of {data.name}; results in {run_dir}",
-              file=sys.stderr)
+        print(
+            f"{config.name}: {bench.network.describe()}; {len(data.y_train)} train / "
+            f"{len(data.y_test)} test samples of {data.name}; results in {run_dir}",
+            file=sys.stderr,
+        )
     start = time.perf_counter()
     try:
         history = trainer.fit()
     except KeyboardInterrupt:
-        print(f"\ninterrupted: bench left in its safe state; resume with "
-              f"`hil train {args.config} --resume {run_dir}`", file=sys.stderr)
+        print(
+            f"\ninterrupted: bench left in its safe state; resume with "
+            f"`hil train {args.config} --resume {run_dir}`",
+            file=sys.stderr,
+        )
         return 130
     finally:
         bench.close()
     _write_metrics_csv(history, run_dir / "metrics.csv")
-    plot_learning_curves(history, run_dir / "curves.png", f"{config.name}: EqProp on "
-                         f"{data.name}")
+    plot_learning_curves(history, run_dir / "curves.png", f"{config.name}: EqProp on {data.name}")
     last = history[-1]
     summary = {
         "config": str(args.config),
@@ -70,8 +74,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"test accuracy {100 * last.test_accuracy:.2f}% after {last.epoch} epochs; "
-              f"curves in {run_dir / 'curves.png'}")
+        print(
+            f"test accuracy {100 * last.test_accuracy:.2f}% after {last.epoch} epochs; "
+            f"curves in {run_dir / 'curves.png'}"
+        )
     return 0
 
 
@@ -101,15 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train with EqProp on the bench of CONFIG, showing progress; writes "
         "metrics.json, metrics.csv, curves.png and checkpoint.npz to the run directory.",
     )
-    train.add_argument("config", type=Path, help="run config (YAML), e.g. "
-                       "bench_configs/sim-digits.yaml")
+    train.add_argument(
+        "config", type=Path, help="run config (YAML), e.g. bench_configs/sim-digits.yaml"
+    )
     train.add_argument("--epochs", type=int, help="override training.epochs")
     train.add_argument("--seed", type=int, help="override training.seed")
     train.add_argument("--out", type=Path, help="run directory (default runs/NAME-TIME)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                       help="continue a run from its last checkpoint")
-    train.add_argument("--json", action="store_true",
-                       help="print one JSON summary as the last line")
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
+    )
+    train.add_argument(
+        "--json", action="store_true", help="print one JSON summary as the last line"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=_train)
     return parser

@@ -100,7 +100,10 @@ def _digits(config: DataConfig, seed: int) -> Dataset:
     digits = load_digits()
     x = digits.data / 16.0
     x_tr, x_te, y_tr, y_te = train_test_split(
-        x, digits.target, test_size=config.test_fraction, stratify=digits.target,
+        x,
+        digits.target,
+        test_size=config.test_fraction,
+        stratify=digits.target,
         random_state=seed,
     )
     return Dataset("digits", x_tr, y_tr, x_te, y_te)
@@ -131,8 +134,13 @@ def _idx(config: DataConfig) -> Dataset:
     arrays = {key: read_idx(_find(folder, stem)) for key, stem in IDX_FILES.items()}
     x_tr = _pool(arrays["train_images"], config.pool)
     x_te = _pool(arrays["test_images"], config.pool)
-    return Dataset(folder.name, x_tr, arrays["train_labels"].astype(int), x_te,
-                   arrays["test_labels"].astype(int))
+    return Dataset(
+        folder.name,
+        x_tr,
+        arrays["train_labels"].astype(int),
+        x_te,
+        arrays["test_labels"].astype(int),
+    )
 
 
 def _find(folder: Path, stem: str) -> Path:

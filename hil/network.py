@@ -57,7 +57,7 @@ class DiodeSpec(BaseModel):
     model: Literal["ideal", "shockley"] = "ideal"
     v_low: float = Field(-1.0, description="bias source of the lower clamp (V)")
     v_high: float = Field(1.0, description="bias source of the upper clamp (V)")
-    saturation_current: float = Field(1e-14, gt=0, description="I_s (A)")
+    saturation_current: float = Field(1e-14, ge=1e-28, description="I_s (A), >= 1e-28 as in SPICE")
     ideality: float = Field(1.0, gt=0, description="emission coefficient n")
     temperature_c: float = Field(27.0, gt=-273.15, description="junction temperature (C)")
     gmin: float = Field(1e-12, ge=0, description="conductance across each junction (S)")
@@ -345,7 +345,4 @@ class Network:
         """One line: layer sizes, devices, diode model, amplifiers."""
         sizes = "-".join(str(s) for s in [2 * self.n_inputs, *self.spec.hidden, self.n_classes])
         amp = f", amplifiers A={self.spec.amplifier_gain:g}" if self.spec.amplifier_gain else ""
-        return (
-            f"{sizes} network, {self.n_devices} devices, "
-            f"{self.spec.diode.model} diodes{amp}"
-        )
+        return f"{sizes} network, {self.n_devices} devices, {self.spec.diode.model} diodes{amp}"

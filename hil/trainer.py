@@ -123,8 +123,9 @@ class Trainer:
         for step in range(n_steps):
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             labels = self.data.y_train[idx]
-            result = self.eqprop.estimate(self.bench, net.encode_inputs(self.data.x_train[idx]),
-                                          labels)
+            result = self.eqprop.estimate(
+                self.bench, net.encode_inputs(self.data.x_train[idx]), labels
+            )
             report = programmer.apply(-lr * g_ref * result.gradient)
             pulses += report.total_pulses
             seen += len(idx)
@@ -132,12 +133,29 @@ class Trainer:
             loss_sum += float(result.loss.sum())
             if cfg.resync_every and (step + 1) % cfg.resync_every == 0:
                 programmer.resync()
-            self._emit({"type": "step", "epoch": epoch, "step": step + 1, "steps": n_steps,
-                        "loss": loss_sum / seen, "accuracy": correct / seen})
+            self._emit(
+                {
+                    "type": "step",
+                    "epoch": epoch,
+                    "step": step + 1,
+                    "steps": n_steps,
+                    "loss": loss_sum / seen,
+                    "accuracy": correct / seen,
+                }
+            )
         train_loss, train_acc = self.evaluate(self.data.x_train, self.data.y_train)
         test_loss, test_acc = self.evaluate(self.data.x_test, self.data.y_test)
-        return EpochMetrics(epoch, train_loss, train_acc, test_loss, test_acc, pulses,
-                            programmer.capped - capped_before, lr, time.perf_counter() - start)
+        return EpochMetrics(
+            epoch,
+            train_loss,
+            train_acc,
+            test_loss,
+            test_acc,
+            pulses,
+            programmer.capped - capped_before,
+            lr,
+            time.perf_counter() - start,
+        )
 
     # --- checkpoints --------------------------------------------------------------------
     def _checkpoint(self) -> None:

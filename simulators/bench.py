@@ -143,8 +143,9 @@ class SimulatedBench:
                 )
             self.limits.check_nudges(nudges)
         self.limits.check_inputs(inputs)
-        self.applied_inputs, self.applied_nudges = inputs[-1], (
-            nudges[-1] if nudges is not None else np.zeros(net.n_output_nodes)
+        self.applied_inputs, self.applied_nudges = (
+            inputs[-1],
+            (nudges[-1] if nudges is not None else np.zeros(net.n_output_nodes)),
         )
         sources = self.circuit.source_voltages(inputs)
         solution = self.engine.solve(sources, nudges, self._warm_start(inputs))

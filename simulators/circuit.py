@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from hil.network import Network
+from hil.network import DiodeSpec, Network
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,8 @@ class EnergyTerms:
     The gradient of the energy with respect to the voltages ``V_t`` [B, n_t] of layer t is::
 
         grad_t = diag_t * V_t - coupling_{t-1}.T @ V_{t-1} - coupling_t @ V_{t+1}
-                 - drive_t @ U - weight_t * I_t + weight_t * diode_current(V_t)
+                 - U[:, drive_rows_t] @ drive_t - weight_t * I_t
+                 + weight_t * diode_current(V_t)
 
     with ``U`` [B, n_sources] the source voltages and ``I_t`` the injected nudge currents.
     The physical current balance at a node is ``grad_t / weight_t``.
@@ -92,9 +93,51 @@ class EnergyTerms:
 
     diag: list[np.ndarray]  # [n_t]
     coupling: list[np.ndarray]  # [n_t, n_{t+1}], one fewer than layers
-    drive: list[np.ndarray]  # [n_sources, n_t]
+    drive_rows: list[np.ndarray]  # [k_t] source nodes that feed layer t
+    drive: list[np.ndarray]  # [k_t, n_t]
     weight: list[float]
     clamped: list[bool]  # whether the layer's nodes carry clamping diodes
+
+
+# Largest exponent evaluated; beyond it a junction's energy is effectively infinite.
+_EXP_CAP = 200.0
+
+
+def junction(vd: np.ndarray, diode: DiodeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Co-content (W), current (A) and conductance (S) of one junction at voltage ``vd``.
+
+    Notes
+    -----
+    The law is ngspice's (dioload.c) so that the native solver matches SPICE to the last
+    microvolt: ``I = I_s (exp(vd/vte) - 1) + gmin vd`` for ``vd >= -3 vte``, and below it
+    ``I = -I_s (1 + (3 vte / (e vd))**3) + gmin vd`` (no breakdown), with ``vte = n kT/q``.
+    The co-content is the integral of the current, continuous at ``-3 vte``.
+    """
+    vte, i_s, gmin = diode.thermal_voltage, diode.saturation_current, diode.gmin
+    knee = -3.0 * vte
+    forward = vd >= knee
+    e = np.exp(np.minimum(np.where(forward, vd, knee) / vte, _EXP_CAP))
+    vr = np.where(forward, knee, vd)  # reverse-branch voltage, kept away from 0
+    cube = (3.0 * vte / (np.e * vr)) ** 3
+    k = (3.0 * vte / np.e) ** 3
+    energy = np.where(
+        forward,
+        i_s * vte * (e - 1.0) - i_s * vd,
+        i_s * vte * (np.exp(-3.0) - 1.0) - i_s * vd + i_s * k * (0.5 / vr**2 - 0.5 / knee**2),
+    )
+    current = np.where(forward, i_s * (e - 1.0), -i_s * (1.0 + cube))
+    conductance = np.where(forward, i_s / vte * e, 3.0 * i_s * cube / vr)
+    return energy + 0.5 * gmin * vd**2, current + gmin * vd, conductance + gmin
+
+
+def clamp_diodes(v: np.ndarray, diode: DiodeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Co-content, current leaving the node, and conductance of a node's two diodes.
+
+    The upper diode runs from the node to ``v_high``; the lower from ``v_low`` to the node.
+    """
+    e_hi, i_hi, g_hi = junction(v - diode.v_high, diode)
+    e_lo, i_lo, g_lo = junction(diode.v_low - v, diode)
+    return e_hi + e_lo, i_hi - i_lo, g_hi + g_lo
 
 
 class Circuit:
@@ -132,16 +175,15 @@ class Circuit:
         net = self.network
         n_layers = len(net.layers)
         diag = [np.zeros(len(layer.nodes)) for layer in net.layers]
-        drive, coupling = [], []
+        drive_rows, drive, coupling = [], [], []
         for t, tile in enumerate(net.tiles):
             g = net.tile_view(self.conductances, t)  # (rows, cols)
             w = tile.weight
             diag[t] += w * g.sum(axis=0)
             is_source = tile.row_nodes < net.n_sources
-            d = np.zeros((net.n_sources, tile.shape[1]))
             # Rows driven by sources feed the layer directly: w * G * U.
-            np.add.at(d, tile.row_nodes[is_source], w * g[is_source])
-            drive.append(d)
+            drive_rows.append(tile.row_nodes[is_source])
+            drive.append(w * g[is_source])
             if t > 0:
                 a = tile.row_gain[~is_source][:, None]
                 g_free = g[~is_source]  # (n_{t-1}, n_t)
@@ -150,7 +192,7 @@ class Circuit:
         weight = [layer.weight for layer in net.layers]
         clamped = [layer.kind == "hidden" for layer in net.layers]
         assert len(coupling) == n_layers - 1
-        return EnergyTerms(diag, coupling, drive, weight, clamped)
+        return EnergyTerms(diag, coupling, drive_rows, drive, weight, clamped)
 
     def source_voltages(self, input_voltages: np.ndarray) -> np.ndarray:
         """Voltages of all source nodes (B, n_sources) from input voltages (B, 2*inputs)."""
@@ -171,13 +213,7 @@ class Circuit:
         Only meaningful for Shockley diodes; ideal diodes carry whatever current the clamp
         needs (see :meth:`kcl_residual`).
         """
-        d = self.network.spec.diode
-        vt = d.thermal_voltage
-
-        def junction(vd: np.ndarray) -> np.ndarray:
-            return d.saturation_current * np.expm1(vd / vt) + d.gmin * vd
-
-        return junction(v - d.v_high) - junction(d.v_low - v)
+        return clamp_diodes(v, self.network.spec.diode)[1]
 
     def kcl_residual(self, node_voltages: np.ndarray, nudges: np.ndarray) -> np.ndarray:
         """Net current leaving every free node through devices, amplifiers and diodes (A).

@@ -22,12 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.errors import ConvergenceError
-from simulators.circuit import Circuit, EnergyTerms
+from simulators.circuit import Circuit, EnergyTerms, clamp_diodes
 
 # Relative weight of the penalty that pins clamped nodes to their bound in a linear solve.
 _PIN = 1e12
-# Largest exponent argument evaluated; beyond it the energy is effectively infinite.
-_EXP_CAP = 200.0
 
 
 @dataclass
@@ -70,11 +68,13 @@ def solve_block_tridiagonal(
             inv_c = c[None, :, :] / schur[:, :, None]
             inv_z = z / schur
         else:
-            both = np.linalg.solve(schur, np.concatenate(
-                [np.broadcast_to(c, (len(z), *c.shape)), z[:, :, None]], axis=2))
+            both = np.linalg.solve(
+                schur,
+                np.concatenate([np.broadcast_to(c, (len(z), *c.shape)), z[:, :, None]], axis=2),
+            )
             inv_c, inv_z = both[:, :, :-1], both[:, :, -1]
         forward.append((inv_c, inv_z))
-        schur = -np.einsum("ij,bik->bjk", c, inv_c)
+        schur = -np.matmul(c.T, inv_c)
         idx = np.arange(schur.shape[1])
         schur[:, idx, idx] += diag[t + 1]
         z = rhs[t + 1] + inv_z @ c
@@ -84,7 +84,7 @@ def solve_block_tridiagonal(
         x = np.linalg.solve(schur, z[:, :, None])[:, :, 0]
     out = [x]
     for inv_c, inv_z in reversed(forward):
-        x = inv_z + np.einsum("bij,bj->bi", inv_c, x)
+        x = inv_z + np.matmul(inv_c, x[:, :, None])[:, :, 0]
         out.append(x)
     return out[::-1]
 
@@ -144,7 +144,9 @@ class NativeSolver:
     def _constant_terms(
         self, terms: EnergyTerms, sources: np.ndarray, nudges: np.ndarray | None
     ) -> list[np.ndarray]:
-        const = [sources @ d for d in terms.drive]
+        const = [
+            sources[:, rows] @ d for rows, d in zip(terms.drive_rows, terms.drive, strict=True)
+        ]
         if nudges is not None:
             const[-1] = const[-1] + terms.weight[-1] * nudges
         return const
@@ -228,21 +230,9 @@ class NativeSolver:
             v[t] = np.where(high[t], hi, np.where(low[t], lo, v[t]))
         return v
 
-    def _diode_terms(
-        self, v: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _diode_terms(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Co-content, current and conductance of a node's two Shockley diodes."""
-        d = self.circuit.network.spec.diode
-        vt, i_s, gmin = d.thermal_voltage, d.saturation_current, d.gmin
-        energy = np.zeros_like(v)
-        current = np.zeros_like(v)
-        conductance = np.zeros_like(v)
-        for sign, vd in ((1.0, v - d.v_high), (-1.0, d.v_low - v)):
-            e = np.exp(np.minimum(vd / vt, _EXP_CAP))
-            energy += i_s * vt * (e - 1.0) - i_s * vd + 0.5 * gmin * vd**2
-            current += sign * (i_s * (e - 1.0) + gmin * vd)
-            conductance += i_s / vt * e + gmin
-        return energy, current, conductance
+        return clamp_diodes(v, self.circuit.network.spec.diode)
 
     def _energy(
         self, terms: EnergyTerms, const: list[np.ndarray], v: list[np.ndarray]
@@ -280,8 +270,10 @@ class NativeSolver:
             step = solve_block_tridiagonal(curv, terms.coupling, [-g for g in grad])
             slope = sum(np.einsum("bi,bi->b", g, s) for g, s in zip(grad, step, strict=True))
             v, energy = self._line_search(terms, const, v, step, energy, slope, residual)
-        self._check(self._residual(terms, self._gradient_and_curvature(terms, const, v)[0]),
-                    self.max_iterations)
+        self._check(
+            self._residual(terms, self._gradient_and_curvature(terms, const, v)[0]),
+            self.max_iterations,
+        )
         return Solution(v, self.max_iterations, 0.0)
 
     def _line_search(

@@ -79,8 +79,13 @@ def test_pulses_move_conductance_and_are_counted(bench):
     ],
 )
 def test_pulse_out_of_limits_changes_nothing(bench, request_kwargs, message):
-    kwargs = {"device_ids": np.array([0, 1]), "counts": np.array([1, 1]), "amplitude_v": 1.0,
-              "width_s": 1e-6, **request_kwargs}
+    kwargs = {
+        "device_ids": np.array([0, 1]),
+        "counts": np.array([1, 1]),
+        "amplitude_v": 1.0,
+        "width_s": 1e-6,
+        **request_kwargs,
+    }
     before = bench.read_conductances()
     with pytest.raises(SafetyError, match=message):
         bench.pulse(PulseRequest(**kwargs))

@@ -36,8 +36,10 @@ def write_config(tmp_path: Path, **changes) -> Path:
         ({"network__g_min": -1e-7}, "network.g_min: Input should be greater than 0"),
         ({"network__g_min": 2e-5}, "g_min (2e-05 S) must be below g_max"),
         ({"data__dataset": "cifar"}, "data.dataset: Input should be 'digits' or 'idx'"),
-        ({"data__dataset": "idx", "data__path": "/nonexistent/mnist"},
-         "data.path: IDX folder /nonexistent/mnist does not exist"),
+        (
+            {"data__dataset": "idx", "data__path": "/nonexistent/mnist"},
+            "data.path: IDX folder /nonexistent/mnist does not exist",
+        ),
         ({"network__inputs": 100}, "network.inputs is 100 but the digits data has 64 features"),
         ({"network__outputs": 5}, "network.outputs is 5 but the digits data has 10 classes"),
         ({"training__batch_size": 0}, "training.batch_size: Input should be greater than 0"),
@@ -85,7 +87,10 @@ def test_default_config_reaches_95_percent(tmp_path):
     hil = Path(sys.executable).parent / "hil"
     result = subprocess.run(
         [str(hil), "train", str(DEFAULT), "--json", "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=900, check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
     )
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 10

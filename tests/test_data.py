@@ -27,7 +27,8 @@ def test_limits_keep_classes():
 
 def write_idx(path, array, gz=False):
     header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(
-        f">{array.ndim}I", *array.shape)
+        f">{array.ndim}I", *array.shape
+    )
     raw = header + array.astype(np.uint8).tobytes()
     (gzip.open if gz else open)(path, "wb").write(raw)
 

@@ -17,8 +17,11 @@ def random_network(seed: int, model: str, amplifier: float | None):
         outputs=int(rng.integers(1, 4)),
         input_gain=float(rng.uniform(10, 20)),
         amplifier_gain=amplifier,
-        diode={"model": model, "v_low": -float(rng.uniform(0.05, 0.4)),
-               "v_high": float(rng.uniform(0.05, 0.4))},
+        diode={
+            "model": model,
+            "v_low": -float(rng.uniform(0.05, 0.4)),
+            "v_high": float(rng.uniform(0.05, 0.4)),
+        },
     )
     net = Network(spec)
     return net, Circuit(net, net.initial_conductances(rng)), rng

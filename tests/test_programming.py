@@ -17,8 +17,7 @@ def test_plan_counts_signs_and_bounds():
     g = np.array([5e-6, 5e-6, 9.99e-6, 1.5e-7])
     dg = np.array([3e-8, -4e-8, 1e-6, -1e-6])
     plan = plan_open_loop(dg, g, (1e-7, 1e-5), cal, 1000, np.random.default_rng(0))
-    counts = dict(zip(plan.request.device_ids.tolist(), plan.request.counts.tolist(),
-                      strict=True))
+    counts = dict(zip(plan.request.device_ids.tolist(), plan.request.counts.tolist(), strict=True))
     assert counts[0] == 3 and counts[1] == -2
     assert 0 < counts[2] <= 1  # only 1e-8 S of room left below g_max
     assert -3 <= counts[3] < 0  # only 5e-8 S of room above g_min
@@ -26,6 +25,7 @@ def test_plan_counts_signs_and_bounds():
 
 def test_plan_caps_at_the_request_limit_and_says_so():
     cal = PulseCalibration(1e-9, 1e-9, 1.0, 1e-6)
-    plan = plan_open_loop(np.array([5e-6]), np.array([1e-6]), (1e-7, 1e-5), cal, 100,
-                          np.random.default_rng(0))
+    plan = plan_open_loop(
+        np.array([5e-6]), np.array([1e-6]), (1e-7, 1e-5), cal, 100, np.random.default_rng(0)
+    )
     assert plan.request.counts.tolist() == [100] and plan.capped == 1

@@ -1,0 +1,1 @@
+"""Protocol-level tests of the instrument drivers (transcripts, pyvisa-sim)."""
