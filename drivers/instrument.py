@@ -264,6 +264,11 @@ class Instrument:
     timeout : float
         I/O timeout [s].
 
+    Attributes
+    ----------
+    commands_sent : int
+        Messages written to the instrument since construction (commands and queries).
+
     Notes
     -----
     The constructor only stores its arguments; :meth:`connect` (or ``with``) opens the resource
@@ -289,6 +294,7 @@ class Instrument:
         self.lock = threading.RLock()
         self.idn: str | None = None
         self.model: str | None = None
+        self.commands_sent = 0
         self._session: Resource | None = None
         self._own_manager: pyvisa.ResourceManager | None = None
 
@@ -387,12 +393,23 @@ class Instrument:
     def write(self, command: str) -> None:
         """Send one command."""
         with self.lock:
+            self.commands_sent += 1
             self._io(command, lambda session: session.write(command))
 
     def ask(self, command: str) -> str:
         """Send one query and return its reply (termination stripped)."""
         with self.lock:
+            self.commands_sent += 1
             self._io(command, lambda session: session.write(command))
+            return self._io(command, lambda session: session.read()).strip()
+
+    def read(self, command: str = "") -> str:
+        """Read one reply (termination stripped) to a query already sent with :meth:`write`.
+
+        Writing queries to several instruments first and reading the replies after lets
+        their round trips overlap. ``command`` is the query answered, for error messages.
+        """
+        with self.lock:
             return self._io(command, lambda session: session.read()).strip()
 
     def _io(self, command: str, action: Callable[[Resource], Any]) -> Any:

@@ -11,6 +11,7 @@ import logging
 import math
 import operator
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -366,6 +367,20 @@ class SerialBoard:
             raise InstrumentError(self.name, command, f"expected {n} values, got {payload!r}")
         return values
 
+    def _read_line(self, port: serial.SerialBase) -> bytes:
+        """One reply line, read in chunks (``read_until`` reads a byte per call, which makes
+        an 800-byte ``ADC:READ`` reply cost 800 system calls); ends early on timeout."""
+        deadline = time.monotonic() + self.timeout
+        raw = bytearray()
+        while True:
+            chunk = port.read(max(1, port.in_waiting))
+            raw += chunk
+            end = raw.find(b"\n")
+            if end >= 0:
+                return bytes(raw[: end + 1])  # the protocol sends nothing after a reply
+            if not chunk or time.monotonic() >= deadline:
+                return bytes(raw)
+
     def _query(self, command: str, expect: str | None = None) -> str:
         """Send one command line and return the reply's payload after ``OK``."""
         line = (command + "\n").encode("ascii")
@@ -383,7 +398,7 @@ class SerialBoard:
                     port.read(port.in_waiting)
                 port.write(line)
                 self.commands_sent += 1
-                raw = port.read_until(b"\n")
+                raw = self._read_line(port)
             except (serial.SerialException, OSError) as exc:
                 raise InstrumentError(self.name, command, f"port failed: {exc}") from exc
         if not raw.endswith(b"\n"):

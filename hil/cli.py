@@ -1,8 +1,8 @@
 """The ``hil`` command: train networks on benches and look after benches.
 
-Exit status: 0 on success, 1 when a run failed (instrument fault, non-convergence), 2 for a
-bad config or bad arguments, 130 when interrupted (the bench is left in its safe state and
-the run can be resumed).
+Exit status: 0 on success, 1 when a run failed (instrument fault, non-convergence) or
+``hil bench check`` found a mismatch, 2 for a bad config or bad arguments, 130 when
+interrupted (the bench is left in its safe state and the run can be resumed).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from hil.errors import ConfigError, HilError
+from hil.errors import ConfigError, HilError, InstrumentError
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -32,30 +32,35 @@ def _train(args: argparse.Namespace) -> int:
     config.check_fits(data)
     run_dir = Path(args.resume or args.out or _default_run_dir(config.name))
     bench = build_bench(config)
-    listeners = [] if args.quiet else [ProgressBar(config.training.epochs)]
-    trainer = Trainer(bench, config.training, data, run_dir, listeners)
-    if args.resume:
-        done = trainer.resume()
-        print(f"resuming {run_dir} after epoch {done}", file=sys.stderr)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    if not args.quiet:
-        print(
-            f"{config.name}: {bench.network.describe()}; {len(data.y_train)} train / "
-            f"{len(data.y_test)} test samples of {data.name}; results in {run_dir}",
-            file=sys.stderr,
-        )
-    start = time.perf_counter()
-    try:
+    try:  # from here on the bench is closed (safe state first) on every way out
+        listeners = [] if args.quiet else [ProgressBar(config.training.epochs)]
+        trainer = Trainer(bench, config.training, data, run_dir, listeners)
+        if args.resume:
+            done = trainer.resume()
+            print(f"resuming {run_dir} after epoch {done}", file=sys.stderr)
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        if not args.quiet:
+            print(
+                f"{config.name}: {bench.network.describe()}; {len(data.y_train)} train / "
+                f"{len(data.y_test)} test samples of {data.name}; results in {run_dir}",
+                file=sys.stderr,
+            )
+        start = time.perf_counter()
         history = trainer.fit()
     except KeyboardInterrupt:
+        bench.close()
         print(
-            f"\ninterrupted: bench left in its safe state; resume with "
+            f"\ninterrupted: {_safe_state_words(bench)}; resume with "
             f"`hil train {args.config} --resume {run_dir}`",
             file=sys.stderr,
         )
         return 130
+    except InstrumentError as exc:
+        bench.close()
+        reason = f"{exc.reason}; {_safe_state_words(bench)}"
+        raise InstrumentError(exc.instrument, exc.command, reason) from exc
     finally:
         bench.close()
     _write_metrics_csv(history, run_dir / "metrics.csv")
@@ -79,6 +84,39 @@ def _train(args: argparse.Namespace) -> int:
             f"curves in {run_dir / 'curves.png'}"
         )
     return 0
+
+
+def _safe_state_words(bench: object) -> str:
+    """What the user should know about the bench after a failed or interrupted run."""
+    unconfirmed = getattr(bench, "unconfirmed_safe", ())
+    if unconfirmed:
+        names = ", ".join(unconfirmed)
+        return f"could NOT confirm the safe state of {names}: switch their outputs off by hand"
+    return "bench left in its safe state"
+
+
+def _bench_check(args: argparse.Namespace) -> int:
+    """``hil bench check CONFIG``: one table row per check; 1 on any mismatch or skip."""
+    from hil.config import build_bench_for_check, load_config
+
+    config = load_config(args.config)
+    bench = build_bench_for_check(config)
+    try:
+        rows = bench.check()
+    finally:
+        bench.close()
+    header = ("instrument", "check", "expected", "found", "status")
+    table = [header, *[(r.instrument, r.item, r.expected, r.found, r.status) for r in rows]]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    for line in table:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    failed = [r for r in rows if r.ok is False]
+    skipped = [r for r in rows if r.ok is None]
+    verdict = f"{len(failed)} mismatch(es)" if failed else "bench matches its config"
+    if skipped:
+        verdict += f", {len(skipped)} check(s) skipped"
+    print(f"{args.config}: {verdict}", file=sys.stderr)
+    return 1 if failed or skipped else 0
 
 
 def _default_run_dir(name: str) -> Path:
@@ -121,6 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=_train)
+
+    bench = sub.add_parser(
+        "bench",
+        help="look after the bench a config describes",
+        description="Commands that talk to a bench without training.",
+    )
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+    check = bench_sub.add_parser(
+        "check",
+        help="identify every instrument and compare it with the config",
+        description="Identify every instrument of CONFIG's lab bench, check channel counts "
+        "and ranges against the config, read a few devices, return to the safe state and "
+        "print a table. Emulated labs (an `emulate:` section) are started first. Exit "
+        "status 0 when everything matches, 1 on any mismatch or unreachable instrument, "
+        "2 for a bad config.",
+    )
+    check.add_argument(
+        "config", type=Path, help="run config (YAML), e.g. bench_configs/emulated-lab.yaml"
+    )
+    check.set_defaults(func=_bench_check)
     return parser
 
 
@@ -136,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     except HilError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,18 +1,89 @@
-"""Turn desired conductance changes into programming pulses.
+"""Turn desired conductance changes into programming pulses: three strategies.
 
-The trainer asks for ``dG`` per device; a device only moves in steps, so the plan is a pulse
-count per device. Open-loop planning divides by the bench's nominal step and rounds
-stochastically (``E[count * step] = dG``, so small updates are not lost on average), and
-never plans pulses past a device's bounds, as far as the planner's estimate of G knows.
+The trainer asks for ``dG`` per device; a device only moves in steps, so a programmer turns
+``dG`` into pulse requests and keeps an estimate of every conductance. Every strategy sees
+only the :class:`~hil.bench.Bench` protocol (pulse, read, the nominal step of
+``bench.calibration`` and the limits) and returns a :class:`ProgrammingReport` with the
+pulses used and the residual error.
+
+``open_loop``
+    Pulse counts from the nominal step, rounded stochastically (``E[count * step] = dG``, so
+    small updates are not lost on average), never planned past the bounds as far as the
+    estimate knows. The estimate follows the nominal steps; it is re-read by ``resync``.
+``sign``
+    The Manhattan rule: one pulse in the direction of ``dG`` (that is, of the negative
+    gradient) on every device where ``|dG|`` exceeds ``threshold`` nominal steps.
+``write_verify``
+    The programmer keeps a target conductance per device that accumulates every ``dG``
+    (clipped to the bounds), so updates smaller than a step are kept, not lost. Devices
+    whose target is more than ``threshold`` nominal steps from their estimate are
+    programmed: pulse (count from the nominal step), read, compare; a device that did not
+    get closer has its amplitude ramped by ``amplitude_step_v`` (up to
+    ``amplitude_max_v``), one that overshot goes back to the nominal amplitude; a device
+    stops when its read lies within ``tolerance`` of its target (converged) or at
+    ``max_iterations`` (not converged, and said so). Reads are batched over the devices
+    still being verified. A device that stops at the cap on ``max_failures`` programmings
+    in a row (stuck, or its target is beyond its own bounds) is retired: no more pulses, its
+    target follows its estimate, and the report says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from hil.bench import Bench, PulseCalibration, PulseReport, PulseRequest
+
+Strategy = Literal["open_loop", "sign", "write_verify"]
+
+
+class ProgrammingConfig(BaseModel):
+    """How the trainer programs conductance updates (``training.programming``).
+
+    Attributes
+    ----------
+    strategy : ``"open_loop"``, ``"sign"`` or ``"write_verify"``
+        See the module docstring.
+    threshold : float
+        In nominal steps. ``sign``: pulse a device when ``|dG|`` exceeds it.
+        ``write_verify``: program a device when its target is further than this from its
+        estimate (smaller errors wait in the target until they grow).
+    tolerance : float
+        ``write_verify``: a device has converged when ``|target - read| <= tolerance``.
+    tolerance_unit : ``"step"`` or ``"range"``
+        Unit of ``tolerance``: nominal steps (mean of up and down) or a fraction of
+        ``g_max - g_min``.
+    max_iterations : int
+        ``write_verify``: most pulse-read rounds per call (the iteration cap).
+    max_pulses_per_iteration : int
+        ``write_verify``: most pulses one device gets per round.
+    amplitude_step_v : float
+        ``write_verify``: amplitude added (V) after a round where a device did not get at
+        least half the expected move closer to its target.
+    amplitude_max_v : float or None
+        ``write_verify``: highest ramped amplitude (V); None for 1.2 times the bench's
+        nominal amplitude. Always within the bench's limits. Under the V/2 scheme an
+        amplitude above twice a device's threshold disturbs its half-selected neighbours.
+    max_failures : int or None
+        ``write_verify``: retire a device after this many programmings in a row that
+        stopped at the cap; None never retires.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Strategy = "open_loop"
+    threshold: float = Field(0.5, ge=0)
+    tolerance: float = Field(5.0, gt=0)
+    tolerance_unit: Literal["step", "range"] = "step"
+    max_iterations: int = Field(10, gt=0)
+    max_pulses_per_iteration: int = Field(10, gt=0)
+    amplitude_step_v: float = Field(0.05, ge=0)
+    amplitude_max_v: float | None = Field(None, gt=0)
+    max_failures: int | None = Field(3, gt=0)
 
 
 @dataclass(frozen=True)
@@ -28,6 +99,68 @@ class PulsePlan:
 
     request: PulseRequest
     capped: int
+
+
+@dataclass(frozen=True)
+class ProgrammingReport:
+    """What one programming call did.
+
+    Attributes
+    ----------
+    device_ids : ndarray of int, shape (n,)
+        Devices whose target changed or that were pulsed.
+    residual : ndarray of float, shape (n,)
+        ``target - estimate`` after programming (S): measured by the last read for the
+        devices write-verify read, otherwise what the programmer's estimate says is left.
+    pulses : int
+        Pulses delivered (all rounds).
+    refused : int
+        Pulses the bench refused (e.g. endurance); its notes are in ``notes``.
+    capped : int
+        Devices whose count was cut by the per-request pulse limit.
+    reads : int
+        Device reads spent on verification.
+    iterations : int
+        Pulse-read rounds (write-verify; 0 otherwise).
+    converged : ndarray of bool, shape (m,), or None
+        Write-verify: for each device of ``verified``, whether its read reached the
+        tolerance before the cap; None for strategies that do not verify.
+    verified : ndarray of int, shape (m,)
+        Devices write-verify programmed (empty otherwise).
+    blocked : ndarray of int, shape (k,)
+        Verified devices the bench delivered no pulse to (e.g. endurance reached).
+    notes : list of str
+        The bench's notes and the programmer's (cap reached, refusals).
+    """
+
+    device_ids: np.ndarray
+    residual: np.ndarray
+    pulses: int = 0
+    refused: int = 0
+    capped: int = 0
+    reads: int = 0
+    iterations: int = 0
+    converged: np.ndarray | None = None
+    verified: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    blocked: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_pulses(self) -> int:
+        """Pulses delivered (same as ``pulses``, the name ``PulseReport`` uses)."""
+        return self.pulses
+
+    @property
+    def residual_rms(self) -> float:
+        """RMS of ``residual`` (S); 0 when no device was addressed."""
+        return float(np.sqrt(np.mean(self.residual**2))) if self.residual.size else 0.0
+
+    @property
+    def unconverged(self) -> np.ndarray:
+        """Ids of the verified devices that stopped at the cap, shape (k,)."""
+        if self.converged is None:
+            return np.zeros(0, np.int64)
+        return self.verified[~self.converged]
 
 
 def stochastic_round(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -72,37 +205,346 @@ def plan_open_loop(
     return PulsePlan(request, capped)
 
 
-class OpenLoopProgrammer:
-    """Programs a bench open-loop from its nominal step and tracks an estimate of G.
+class Programmer(ABC):
+    """Common interface of the strategies: ``apply(dG)``, ``resync()``, state for checkpoints.
 
-    The estimate starts from one read of every conductance and then follows the pulses
-    applied; ``resync`` re-reads it (a lab bench pays one read per device for that).
+    Parameters
+    ----------
+    bench : Bench
+    rng : numpy Generator
+        For stochastic rounding (open-loop).
+    config : ProgrammingConfig, optional
+
+    Attributes
+    ----------
+    g_estimate : ndarray, shape (n_devices,), or None
+        The programmer's estimate of every conductance (S); read on first use.
+    capped : int
+        Devices whose count the per-request limit cut, since construction.
     """
 
-    def __init__(self, bench: Bench, rng: np.random.Generator) -> None:
+    strategy: ClassVar[Strategy]
+
+    def __init__(
+        self, bench: Bench, rng: np.random.Generator, config: ProgrammingConfig | None = None
+    ) -> None:
         self.bench = bench
         self.rng = rng
-        self.g_estimate = bench.read_conductances()
+        self.config = config or ProgrammingConfig(strategy=self.strategy)
+        self.g_estimate: np.ndarray | None = None
         self.capped = 0
 
     def resync(self) -> None:
-        """Re-read every conductance."""
+        """Re-read every conductance (a lab bench pays one read per device for that)."""
         self.g_estimate = self.bench.read_conductances()
 
-    def apply(self, delta_g: np.ndarray) -> PulseReport:
-        """Pulse every device towards ``g + delta_g``."""
+    def estimate(self) -> np.ndarray:
+        """The estimate of every conductance (S), reading it first if there is none."""
+        if self.g_estimate is None:
+            self.resync()
+        assert self.g_estimate is not None
+        return self.g_estimate
+
+    @abstractmethod
+    def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+        """Program every device towards ``g + delta_g`` (S, shape (n_devices,))."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays to checkpoint (the estimate, and the targets of write-verify)."""
+        return {"g_estimate": self.estimate().copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        self.g_estimate = np.array(state["g_estimate"], dtype=float)
+
+    # --- shared helpers -------------------------------------------------------------------
+    def _steps(self, direction: np.ndarray) -> np.ndarray:
         cal = self.bench.calibration
+        return np.where(direction > 0, cal.step_up, cal.step_down)
+
+    def _follow(self, report: PulseReport, g: np.ndarray) -> None:
+        """Move the estimate ``g`` by the nominal step of every pulse delivered."""
+        g[report.device_ids] += report.applied * self._steps(report.applied)
+        np.clip(g, *self.bench.network.g_bounds, out=g)
+
+
+class OpenLoopProgrammer(Programmer):
+    """Open-loop counts from the nominal step, stochastically rounded (module docstring)."""
+
+    strategy = "open_loop"
+
+    def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+        g = self.estimate()
+        target = np.clip(g + delta_g, *self.bench.network.g_bounds)
         plan = plan_open_loop(
             delta_g,
-            self.g_estimate,
+            g,
             self.bench.network.g_bounds,
-            cal,
+            self.bench.calibration,
             self.bench.limits.max_pulses_per_request,
             self.rng,
         )
         self.capped += plan.capped
         report = self.bench.pulse(plan.request)
-        step = np.where(report.applied > 0, cal.step_up, cal.step_down)
-        self.g_estimate[report.device_ids] += report.applied * step
-        np.clip(self.g_estimate, *self.bench.network.g_bounds, out=self.g_estimate)
-        return report
+        self._follow(report, g)
+        ids = np.flatnonzero(delta_g)
+        return ProgrammingReport(
+            ids,
+            target[ids] - g[ids],
+            pulses=report.total_pulses,
+            refused=int(np.sum(report.refused)),
+            capped=plan.capped,
+            notes=list(report.notes),
+        )
+
+
+class SignProgrammer(Programmer):
+    """The Manhattan rule: one pulse along ``dG`` where ``|dG| > threshold`` steps."""
+
+    strategy = "sign"
+
+    def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+        g = self.estimate()
+        g_min, g_max = self.bench.network.g_bounds
+        target = np.clip(g + delta_g, g_min, g_max)
+        direction = np.sign(delta_g).astype(np.int64)
+        room = np.where(direction > 0, g < g_max, g > g_min)
+        fire = (np.abs(delta_g) > self.config.threshold * self._steps(direction)) & room
+        ids = np.flatnonzero(fire)
+        cal = self.bench.calibration
+        report = self.bench.pulse(PulseRequest(ids, direction[ids], cal.amplitude_v, cal.width_s))
+        self._follow(report, g)
+        changed = np.flatnonzero(delta_g)
+        return ProgrammingReport(
+            changed,
+            target[changed] - g[changed],
+            pulses=report.total_pulses,
+            refused=int(np.sum(report.refused)),
+            notes=list(report.notes),
+        )
+
+
+class WriteVerifyProgrammer(Programmer):
+    """Pulse, read, compare, ramp; stop within tolerance or at the cap (module docstring).
+
+    Attributes
+    ----------
+    g_target : ndarray, shape (n_devices,), or None
+        The conductance every device should hold (S): starts at the first read and
+        accumulates every ``dG`` of ``apply``.
+    failures : ndarray of int, shape (n_devices,), or None
+        Programmings in a row that stopped at the cap, per device.
+    retired : ndarray of bool, shape (n_devices,), or None
+        Devices no longer programmed (``max_failures`` reached, or the bench refused them).
+    """
+
+    strategy = "write_verify"
+
+    def __init__(
+        self, bench: Bench, rng: np.random.Generator, config: ProgrammingConfig | None = None
+    ) -> None:
+        super().__init__(bench, rng, config)
+        n = bench.network.n_devices
+        self.g_target: np.ndarray | None = None
+        self.failures = np.zeros(n, dtype=np.int64)
+        self.retired = np.zeros(n, dtype=bool)
+
+    @property
+    def tolerance_s(self) -> float:
+        """The tolerance in siemens."""
+        cfg = self.config
+        if cfg.tolerance_unit == "range":
+            g_min, g_max = self.bench.network.g_bounds
+            return cfg.tolerance * (g_max - g_min)
+        cal = self.bench.calibration
+        return cfg.tolerance * (cal.step_up + cal.step_down) / 2.0
+
+    def _targets(self) -> np.ndarray:
+        if self.g_target is None:
+            self.g_target = self.estimate().copy()
+        return self.g_target
+
+    def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+        g = self.estimate()
+        target = self._targets()
+        target += delta_g
+        np.clip(target, *self.bench.network.g_bounds, out=target)
+        target[self.retired] = g[self.retired]
+        error = target - g
+        direction = np.where(error > 0, 1, -1)
+        todo = np.abs(error) > self.config.threshold * self._steps(direction)
+        todo &= ~self.retired
+        report = self.program(np.flatnonzero(todo), target[todo])
+        notes = report.notes
+        retired_before = int(np.count_nonzero(self.retired))
+        verified = report.verified
+        assert report.converged is not None
+        self.failures[verified] = np.where(report.converged, 0, self.failures[verified] + 1)
+        if self.config.max_failures is not None:
+            self.retired |= self.failures >= self.config.max_failures
+        self.retired[report.blocked] = True
+        newly = int(np.count_nonzero(self.retired)) - retired_before
+        if newly:
+            target[self.retired] = g[self.retired]
+            notes = [
+                *notes,
+                f"write-verify: retired {newly} device(s) that did not converge "
+                f"({int(np.count_nonzero(self.retired))} retired in all)",
+            ]
+        touched = (delta_g != 0) | todo
+        touched &= ~self.retired
+        ids = np.flatnonzero(touched)
+        return ProgrammingReport(
+            ids,
+            target[ids] - g[ids],
+            pulses=report.pulses,
+            refused=report.refused,
+            capped=report.capped,
+            reads=report.reads,
+            iterations=report.iterations,
+            converged=report.converged,
+            verified=report.verified,
+            blocked=report.blocked,
+            notes=notes,
+        )
+
+    def program(self, device_ids: np.ndarray, targets: np.ndarray) -> ProgrammingReport:
+        """Write-verify ``device_ids`` to ``targets`` (S), vectorised over the devices.
+
+        Parameters
+        ----------
+        device_ids : ndarray of int, shape (n,)
+            Distinct devices.
+        targets : ndarray of float, shape (n,)
+            Target conductances (S).
+
+        Returns
+        -------
+        ProgrammingReport
+            ``residual`` is ``targets - last read`` (S) for every device, ``converged``
+            whether it came within the tolerance before ``max_iterations`` rounds,
+            ``blocked`` the devices the bench delivered no pulse to (e.g. endurance).
+
+        Notes
+        -----
+        Round k sends ``clip(round(|e| / step), 1, max_pulses_per_iteration)`` pulses along
+        the error ``e`` (the estimate's error in round 0, the last read's afterwards) at the
+        device's present amplitude, then reads every device still active. A device that did
+        not get at least half the expected move closer is ramped by ``amplitude_step_v`` up
+        to ``amplitude_max_v``; one whose error changed sign goes back to the nominal
+        amplitude. The estimate ``g_estimate`` of a verified device becomes its last read.
+        """
+        cfg, cal, bench = self.config, self.bench.calibration, self.bench
+        g = self.estimate()
+        ids = np.asarray(device_ids, dtype=np.int64)
+        targets = np.asarray(targets, dtype=float)
+        n = ids.size
+        tol = self.tolerance_s
+        amp_lo, amp_hi = bench.limits.pulse_amplitude
+        amp_max = min(cfg.amplitude_max_v or 1.2 * cal.amplitude_v, amp_hi)
+        per_round = min(cfg.max_pulses_per_iteration, bench.limits.max_pulses_per_request)
+        ramp = np.zeros(n, dtype=np.int64)  # amplitude = nominal + ramp * amplitude_step_v
+        reading = g[ids].copy()
+        converged = np.zeros(n, dtype=bool)
+        blocked = np.zeros(n, dtype=bool)
+        active = np.arange(n)
+        pulses = refused = reads = rounds = 0
+        bench_notes: list[str] = []
+        while active.size and rounds < cfg.max_iterations:
+            rounds += 1
+            error = targets[active] - reading[active]
+            direction = np.where(error > 0, 1, -1)
+            count = np.clip(np.rint(np.abs(error) / self._steps(direction)), 1, per_round)
+            count = count.astype(np.int64) * direction
+            delivered = np.zeros(active.size, dtype=np.int64)
+            for level in np.unique(ramp[active]):
+                mine = np.flatnonzero(ramp[active] == level)
+                volts = min(cal.amplitude_v + level * cfg.amplitude_step_v, amp_max)
+                report = bench.pulse(
+                    PulseRequest(
+                        ids[active[mine]],
+                        count[mine],
+                        float(np.clip(volts, amp_lo, amp_hi)),
+                        cal.width_s,
+                    )
+                )
+                delivered[mine] = report.applied
+                pulses += report.total_pulses
+                refused += int(np.sum(report.refused))
+                bench_notes += report.notes
+            read = bench.read_conductances(ids[active])
+            reads += active.size
+            new_error = targets[active] - read
+            reading[active] = read
+            hit = np.abs(new_error) <= tol
+            converged[active] = hit
+            blocked[active] = delivered == 0
+            overshot = np.sign(new_error) != np.sign(error)
+            expected = np.abs(delivered) * self._steps(direction)
+            slow = (np.abs(error) - np.abs(new_error) < 0.5 * expected) & ~overshot
+            top = cal.amplitude_v + ramp[active] * cfg.amplitude_step_v >= amp_max
+            ramp[active] = np.where(overshot, 0, ramp[active] + (slow & ~top))
+            active = active[~hit & (delivered != 0)]
+        g[ids] = reading
+        notes = _summarise(bench_notes)
+        capped_at = ~converged & ~blocked
+        if np.any(capped_at):
+            notes.append(
+                f"write-verify: {int(np.count_nonzero(capped_at))} device(s) stopped at the "
+                f"iteration cap ({cfg.max_iterations}) outside the tolerance ({tol:.3g} S)"
+            )
+        if np.any(blocked & ~converged):
+            notes.append(
+                f"write-verify: {int(np.count_nonzero(blocked & ~converged))} device(s) "
+                "stopped: the bench delivered no pulse (see its notes)"
+            )
+        return ProgrammingReport(
+            ids,
+            targets - reading,
+            pulses=pulses,
+            refused=refused,
+            reads=reads,
+            iterations=rounds,
+            converged=converged,
+            verified=ids,
+            blocked=ids[blocked & ~converged],
+            notes=notes,
+        )
+
+    def resync(self) -> None:
+        """Re-read every conductance; the targets keep what they accumulated."""
+        super().resync()
+        self._targets()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = super().state_dict()
+        state["g_target"] = self._targets().copy()
+        state["failures"] = self.failures.copy()
+        state["retired"] = self.retired.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        super().load_state_dict(state)
+        self.g_target = np.array(state["g_target"], dtype=float)
+        self.failures = np.array(state["failures"], dtype=np.int64)
+        self.retired = np.array(state["retired"], dtype=bool)
+
+
+def _summarise(notes: list[str], keep: int = 3) -> list[str]:
+    """The first ``keep`` distinct notes, and how many more there were."""
+    distinct = list(dict.fromkeys(notes))
+    if len(distinct) <= keep:
+        return distinct
+    return [*distinct[:keep], f"(and {len(distinct) - keep} more bench notes)"]
+
+
+PROGRAMMERS: dict[str, type[Programmer]] = {
+    cls.strategy: cls for cls in (OpenLoopProgrammer, SignProgrammer, WriteVerifyProgrammer)
+}
+
+
+def make_programmer(
+    bench: Bench, config: ProgrammingConfig, rng: np.random.Generator
+) -> Programmer:
+    """The programmer of ``config.strategy`` for a bench."""
+    return PROGRAMMERS[config.strategy](bench, rng, config)

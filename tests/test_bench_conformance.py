@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from drivers.lab_bench import LabBench
 from hil.bench import Bench, PulseRequest, SafetyLimits, in_safe_hands
 from hil.errors import SafetyError
 from hil.network import Network
 from simulators.bench import SimulatedBench
+from tests.labs import small_lab
 from tests.networks import small_spec
 
 
@@ -20,7 +22,17 @@ def native_bench() -> SimulatedBench:
     return SimulatedBench(Network(small_spec("shockley", 2.0)), engine="native", seed=11)
 
 
-BENCH_FACTORIES = {"native": native_bench}
+def spice_bench() -> SimulatedBench:
+    # ngspice through its shared library (libngspice0); same network, same contract
+    return SimulatedBench(Network(small_spec("shockley", 2.0)), engine="spice", seed=11)
+
+
+def emulated_lab_bench() -> LabBench:
+    # the drivers over pty/TCP to emulated instruments on the native-engine crossbar
+    return small_lab(seed=11)
+
+
+BENCH_FACTORIES = {"native": native_bench, "spice": spice_bench, "emulated-lab": emulated_lab_bench}
 
 
 @pytest.fixture(params=sorted(BENCH_FACTORIES))
@@ -110,3 +122,5 @@ def test_safe_state_on_error(bench):
         raise RuntimeError("boom")
     if isinstance(bench, SimulatedBench):
         assert not bench.applied_inputs.any() and not bench.applied_nudges.any()
+    if isinstance(bench, LabBench):
+        assert bench.emulator.is_safe() and bench.unconfirmed_safe == ()

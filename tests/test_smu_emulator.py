@@ -130,6 +130,7 @@ def test_safe_state_zeroes_and_turns_every_output_off(bench) -> None:
         smu[name].source_current(1e-3, compliance_voltage=5.0)
         smu[name].output_enabled = True
     smu.safe_state()
+    assert smu.errors() == []  # a query: the safe-state writes before it have been executed
     for name in smu.channels:
         state = server.state(name)
         assert (state.output_on, state.source_mode, state.voltage_level) == (False, "voltage", 0)

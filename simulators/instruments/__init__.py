@@ -1,9 +1,40 @@
-"""Emulated lab instruments reachable over loopback TCP, for tests and the emulated bench.
+"""Emulated lab instruments, for tests and the emulated lab bench.
 
-:mod:`simulators.instruments.smu_server` emulates source-measure units (Keithley 2400 and
-2636B, Keysight B2902A) behind ``TCPIP::127.0.0.1::<port>::SOCKET``.
+- :mod:`~simulators.instruments.smu_server`: source-measure units (Keithley 2400 and 2636B,
+  Keysight B2902A) behind ``TCPIP::127.0.0.1::<port>::SOCKET``;
+- :mod:`~simulators.instruments.board_server`: the XBAR DAC/ADC and crossbar board on a pty;
+- :mod:`~simulators.instruments.crossbar_backends`: their physics, one simulated crossbar
+  shared by every instrument;
+- :mod:`~simulators.instruments.emulated_lab`: every instrument of a lab config, started and
+  wired together.
 """
 
+from .board_server import BoardBackend, BoardServer, BoardSpec, LinearBackend
+from .crossbar_backends import (
+    BoardState,
+    CrossbarBoardBackend,
+    CrossbarCircuit,
+    CrossbarSmuBackend,
+    CrossbarSmuServer,
+    EmulatorLimit,
+)
+from .emulated_lab import EmulatedLab
 from .smu_server import EMULATED_MODELS, ResistorBackend, SmuBackend, SmuServer
 
-__all__ = ["EMULATED_MODELS", "ResistorBackend", "SmuBackend", "SmuServer"]
+__all__ = [
+    "EMULATED_MODELS",
+    "BoardBackend",
+    "BoardServer",
+    "BoardSpec",
+    "BoardState",
+    "CrossbarBoardBackend",
+    "CrossbarCircuit",
+    "CrossbarSmuBackend",
+    "CrossbarSmuServer",
+    "EmulatedLab",
+    "EmulatorLimit",
+    "LinearBackend",
+    "ResistorBackend",
+    "SmuBackend",
+    "SmuServer",
+]

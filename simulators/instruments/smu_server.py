@@ -16,6 +16,8 @@ Notes
 The emulators understand the short command forms the drivers in :mod:`drivers` send, not
 the full SCPI tree. Unknown or malformed commands go to the error queue as on the real
 instruments (SCPI ``-113,"Undefined header"``; TSP ``-285`` syntax and ``-286`` runtime errors).
+A TSP chunk may hold several statements separated by ``;`` and ``print`` may take several
+arguments (printed tab-separated), so one line can set or read both channels of a 2600B.
 """
 
 from __future__ import annotations
@@ -402,15 +404,32 @@ class TspDialect:
         if text in ("errorqueue.clear()", "*CLS"):
             self.smu.errors.clear()
             return None
+        # A chunk may hold several statements separated by ';'. Like the instrument, the
+        # whole chunk is compiled first (a syntax error runs nothing), then run in order; a
+        # runtime error stops the chunk, and what was printed before it is still sent.
+        statements: list[tuple[str, re.Match[str]]] = []
+        for statement in (s.strip() for s in text.split(";")):
+            if not statement:
+                continue
+            if m := self.ASSIGN.fullmatch(statement):
+                statements.append(("assign", m))
+            elif m := re.fullmatch(r"print\((.+)\)", statement):
+                statements.append(("print", m))
+            else:
+                exc = _syntax_error(statement)
+                self.smu.errors.append((exc.code, str(exc)))
+                return None
+        printed: list[str] = []
         try:
-            if m := self.ASSIGN.fullmatch(text):
-                return self.assign(m.group(1), m.group(2), m.group(3))
-            if m := re.fullmatch(r"print\((.+)\)", text):
-                return self.evaluate(m.group(1).strip())
-            raise _syntax_error(text)
+            for kind, m in statements:
+                if kind == "assign":
+                    self.assign(m.group(1), m.group(2), m.group(3))
+                else:
+                    args = [a.strip() for a in _split_arguments(m.group(1))]
+                    printed.append("\t".join(self.evaluate(a) for a in args))
         except _TspError as exc:
             self.smu.errors.append((exc.code, str(exc)))
-            return None
+        return "\n".join(printed) if printed else None
 
     def channel(self, name: str) -> ChannelState:
         if name not in self.smu.channels:
@@ -449,19 +468,34 @@ class TspDialect:
             raise _syntax_error(expression)
         name, attribute = m.groups()
         state = self.channel(name)
-        voltage, current, limited = self.smu.measure(name)
-        values: dict[str, object] = {
+        settings: dict[str, float] = {
             "source.func": 1.0 if state.source_mode == "voltage" else 0.0,
             "source.output": 1.0 if state.output_on else 0.0,
-            "source.compliance": "true" if limited else "false",
-            "measure.v()": voltage,
-            "measure.i()": current,
             **{f"source.{k}": getattr(state, v) for k, v in self.FIELDS.items()},
         }
-        if attribute not in values:
+        if attribute in settings:  # a setting is read back without measuring
+            return f"{settings[attribute]:.5e}"
+        if attribute not in ("source.compliance", "measure.v()", "measure.i()"):
             raise _runtime_error(f"attempt to index field `{attribute}'")
-        value = values[attribute]
-        return value if isinstance(value, str) else f"{value:.5e}"
+        voltage, current, limited = self.smu.measure(name)
+        if attribute == "source.compliance":
+            return "true" if limited else "false"
+        return f"{voltage if attribute == 'measure.v()' else current:.5e}"
+
+
+def _split_arguments(text: str) -> list[str]:
+    """Split ``print`` arguments at the commas outside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 class _TspError(Exception):
@@ -484,8 +518,15 @@ class _Handler(socketserver.StreamRequestHandler):
     server: _TcpServer
 
     def handle(self) -> None:
+        # Acknowledge every segment at once, as an instrument's small TCP stack does. With
+        # Linux's delayed ACK, a client that writes twice before reading (pyvisa-py cannot
+        # set TCP_NODELAY on SOCKET resources, so Nagle holds the second write until the
+        # first is acknowledged) would otherwise stall 40 ms on every such exchange.
+        quickack = getattr(socket, "TCP_QUICKACK", None)
         try:
             for raw in self.rfile:
+                if quickack is not None:
+                    self.connection.setsockopt(socket.IPPROTO_TCP, quickack, 1)
                 reply = self.server.owner.execute(raw.decode("ascii", "replace").strip())
                 if reply is not None:
                     self.wfile.write(reply.encode("ascii") + b"\n")
