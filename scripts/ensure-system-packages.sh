@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the project needs when they are missing (as root only).
 # libngspice0: ngspice's shared library, loaded by simulators/spice through ctypes.
+# dataset-fashion-mnist: Fashion-MNIST in IDX files, the real-data test of the IDX loader.
 set -euo pipefail
-needed=(libngspice0)
+needed=(libngspice0 dataset-fashion-mnist)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
