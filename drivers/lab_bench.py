@@ -29,12 +29,11 @@ lists in :attr:`LabBench.unconfirmed_safe` any it could not confirm.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import numpy as np
 
@@ -43,18 +42,24 @@ from hil.bench import (
     PulseCalibration,
     PulseReport,
     PulseRequest,
-    SafetyLimits,
 )
 from hil.errors import ConfigError, InstrumentError, SafetyError
 from hil.lab_config import InstrumentConfig, LabBenchConfig, Wiring
 from hil.network import Network
 
-from .instrument import parse_bool
 from .keithley2400 import Keithley2400
 from .keithley2600 import Keithley2600
 from .keysight_b2900 import KeysightB2900
+from .lab_ports import (
+    BoardPort,
+    SmuPort,
+    TspPort,
+    covers,
+    fmt_range,
+    overlapped,
+)
 from .serial_board import SerialBoard
-from .smu import Smu, SmuChannel
+from .smu import Smu
 
 log = logging.getLogger(__name__)
 
@@ -92,312 +97,6 @@ class CheckRow:
         return {True: "ok", False: "MISMATCH", None: "skipped"}[self.ok]
 
 
-def short(command: str, limit: int = 160) -> str:
-    """A command as error messages quote it: long bulk lines are cut."""
-    return command if len(command) <= limit else f"{command[:limit]}... ({len(command)} bytes)"
-
-
-def _output_label(k: int) -> str:
-    return f"output node {k} (class {k // 2} {'+-'[k % 2]})"
-
-
-def _range(bounds: tuple[float, float], unit: str) -> str:
-    return f"[{bounds[0]:g}, {bounds[1]:g}] {unit}"
-
-
-def _covers(bounds: tuple[float, float], lo: float, hi: float) -> bool:
-    return bounds[0] <= lo and hi <= bounds[1]
-
-
-# ------------------------------------------------------------------------------ board port
-class _BoardPort:
-    """One board and the network channels wired to it.
-
-    Parameters
-    ----------
-    name : str
-    board : SerialBoard
-    dac_channels, dac_nodes : ndarray of int, shape (n,)
-        DAC channels and the source nodes they drive.
-    adc_channels, adc_nodes : ndarray of int, shape (m,)
-        ADC channels and the hidden nodes they read.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        board: SerialBoard,
-        dac_channels: np.ndarray,
-        dac_nodes: np.ndarray,
-        adc_channels: np.ndarray,
-        adc_nodes: np.ndarray,
-    ) -> None:
-        self.name, self.board = name, board
-        self.dac_channels, self.dac_nodes = dac_channels, dac_nodes
-        self.adc_channels, self.adc_nodes = adc_channels, adc_nodes
-
-    def set_sources(self, sources: np.ndarray) -> None:
-        """Set every wired DAC from the source voltages (n_sources,) V: one ``DAC:SET`` line
-        (more only if the board's MAX_LINE is too short for them all)."""
-        if not len(self.dac_channels):
-            return
-        items = [
-            (int(c), float(v))
-            for c, v in zip(self.dac_channels, sources[self.dac_nodes], strict=True)
-        ]
-        room = self.board.capabilities.max_line - len("DAC:SET ")
-        chunk: list[tuple[int, float]] = []
-        used = 0
-        for ch, v in items:
-            size = len(f"{ch}:{v!r}") + 1
-            if chunk and used + size > room:
-                self.board.set_dacs(dict(chunk))
-                chunk, used = [], 0
-            chunk.append((ch, v))
-            used += size
-        self.board.set_dacs(dict(chunk))
-
-    def read_hidden(self, repeats: int) -> np.ndarray:
-        """Hidden node voltages (m,) V, each the mean of ``repeats`` readings of one
-        ``ADC:READ``; an overflow (a node outside the ADC range) is a fault."""
-        if not len(self.adc_channels):
-            return np.zeros(0)
-        channels = np.tile(self.adc_channels, repeats).tolist()
-        values = self.board.read_adcs(channels)
-        if self.board.last_overflow:
-            over = sorted(set(self.board.last_overflow))
-            raise InstrumentError(
-                self.name,
-                short("ADC:READ " + ",".join(map(str, channels))),
-                f"ADC overflow on channel(s) {over}: hidden node voltage outside the ADC "
-                f"range {_range(self.board.capabilities.adc_range, 'V')}",
-            )
-        return values.reshape(repeats, -1).mean(axis=0)
-
-
-# ------------------------------------------------------------------------------ SMU ports
-class _SmuPort:
-    """One SMU and the network nodes wired to its channels (SCPI families: one command per
-    channel and quantity, sent and answered one after the other).
-
-    Every operation comes in two halves so that several SMUs can work at once: ``send_*``
-    writes, ``finish_*`` reads the replies and checks them. Here ``send_*`` does all the
-    work and ``finish_*`` returns its result.
-
-    Parameters
-    ----------
-    name : str
-    smu : Smu
-    sources : list of (channel, source node)
-        Channels sourcing an input or bias voltage.
-    senses : list of (channel, output index)
-        Channels sourcing a nudge current into an output node and measuring its voltage.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        smu: Smu,
-        sources: list[tuple[str, int]],
-        senses: list[tuple[str, int]],
-    ) -> None:
-        self.name, self.smu = name, smu
-        self.sources, self.senses = sources, senses
-        self.source_nodes = np.array([n for _, n in sources], dtype=int)
-        self.sense_outputs = np.array([k for _, k in senses], dtype=int)
-        self.wired = [ch for ch, _ in [*sources, *senses]]
-
-    def channel(self, name: str) -> SmuChannel:
-        return self.smu.channel(name)
-
-    def label(self, channel: str) -> str:
-        for ch, node in self.sources:
-            if ch == channel:
-                return f"source node {node}"
-        for ch, k in self.senses:
-            if ch == channel:
-                return _output_label(k)
-        return "unwired"
-
-    def arm(self, limits: SafetyLimits) -> None:
-        """Every wired channel at 0 V / 0 A with its compliance, output on."""
-        for ch, _ in self.sources:
-            self.channel(ch).source_voltage(0.0, compliance_current=limits.compliance_current)
-        for ch, _ in self.senses:
-            self.channel(ch).source_current(0.0, compliance_voltage=limits.compliance_voltage)
-        for ch in self.wired:
-            self.channel(ch).output_enabled = True
-        self.check_errors("arm")
-
-    def check_errors(self, command: str) -> None:
-        """Raise InstrumentError if the error queue holds anything."""
-        entries = self.smu.errors()
-        if entries:
-            text = "; ".join(f"{e.code} {e.message}" for e in entries)
-            raise InstrumentError(self.name, short(command), f"reported error(s): {text}")
-
-    def compliance(self, channel: str, command: str, value: float | None = None) -> None:
-        """Raise the InstrumentError of ``channel`` found in compliance."""
-        reading = "" if value is None else f" (reading {value:g})"
-        raise InstrumentError(
-            self.name,
-            short(command),
-            f"compliance: channel {channel} ({self.label(channel)}) reached its limit{reading}",
-        )
-
-    def send_apply(self, volts: np.ndarray, amps: np.ndarray) -> str:
-        """Set source levels (V) and nudge currents (A), then check the error queue (which
-        also confirms the levels were applied)."""
-        for (ch, _), v in zip(self.sources, volts, strict=True):
-            self.channel(ch).voltage_setpoint = float(v)
-        for (ch, _), i in zip(self.senses, amps, strict=True):
-            self.channel(ch).current_setpoint = float(i)
-        self.check_errors(":SYST:ERR?")
-        return ""
-
-    def finish_apply(self, sent: str) -> None:
-        """Nothing left to do here."""
-
-    def send_read(self, repeats: int) -> str:
-        """Nothing to send ahead: :meth:`finish_read` measures channel by channel."""
-        return ""
-
-    def finish_read(self, sent: str, repeats: int) -> np.ndarray:
-        """Output node voltages (n_senses,) V, each the mean of ``repeats`` readings; any
-        wired channel in compliance is a fault."""
-        values = np.empty(len(self.senses))
-        for j, (ch, _) in enumerate(self.senses):
-            readings = [self.channel(ch).measure_voltage() for _ in range(repeats)]
-            if any(r.in_compliance for r in readings):
-                self.compliance(ch, self._command(ch, "reading", "voltage"), readings[-1].value)
-            values[j] = np.mean([r.value for r in readings])
-        for ch, _ in self.sources:
-            if self.channel(ch).in_compliance():
-                trip = self._command(ch, "current_limit_tripped", "compliance_tripped")
-                self.compliance(ch, trip)
-        return values
-
-    def _command(self, channel: str, *quantities: str) -> str:
-        """The query of the first of ``quantities`` the channel declares (for messages)."""
-        ch = self.channel(channel)
-        for name in quantities:
-            quantity = getattr(type(ch), name, None)
-            if quantity is not None and quantity.get_command:
-                return str(quantity.get_command.format(ch=ch.command_id))
-        return f"{quantities[0]} of channel {channel}"
-
-    def apply(self, volts: np.ndarray, amps: np.ndarray) -> None:
-        """Set the levels and wait until they are applied."""
-        self.finish_apply(self.send_apply(volts, amps))
-
-    def make_safe(self) -> None:
-        """0 V, voltage mode, output off on every channel, confirmed by reading back."""
-        for name in self.smu.channels:
-            channel = self.channel(name)
-            channel.send_all(channel.safe_commands())
-        for name in self.smu.channels:
-            if self.channel(name).output_enabled:
-                raise InstrumentError(self.name, "output?", f"channel {name} is still on")
-
-
-class _TspPort(_SmuPort):
-    """A 2600-series SMU: one TSP line sets every channel, one measures every channel."""
-
-    def _expression(self, channel: str, quantity: str) -> str:
-        """The TSP expression a driver quantity prints, e.g. ``smua.measure.v()``."""
-        ch = self.channel(channel)
-        command = getattr(type(ch), quantity).get_command.format(ch=ch.command_id)
-        m = re.fullmatch(r"print\((.*)\)", command)
-        assert m is not None, command
-        return m.group(1)
-
-    def send_apply(self, volts: np.ndarray, amps: np.ndarray) -> str:
-        """Write one line: every level (checked by the driver's validators first) and
-        ``print(errorqueue.count)``, whose reply confirms the line ran."""
-        parts = [
-            type(self.channel(ch)).voltage_setpoint.command_for(self.channel(ch), float(v))
-            for (ch, _), v in zip(self.sources, volts, strict=True)
-        ]
-        parts += [
-            type(self.channel(ch)).current_setpoint.command_for(self.channel(ch), float(i))
-            for (ch, _), i in zip(self.senses, amps, strict=True)
-        ]
-        count = type(self.smu).error_count.get_command  # type: ignore[attr-defined]
-        line = "; ".join([*parts, count])
-        self.smu.write(line)
-        return line
-
-    def finish_apply(self, sent: str) -> None:
-        """Read the error count; fetch the errors if there are any."""
-        reply = self.smu.read(sent)
-        try:
-            n_errors = int(float(reply))
-        except ValueError as exc:
-            raise InstrumentError(self.name, short(sent), f"unexpected reply {reply!r}") from exc
-        if n_errors:
-            self.check_errors(sent)
-
-    def send_read(self, repeats: int) -> str:
-        """Write one line printing ``repeats`` voltage readings of every sense channel, then
-        every wired channel's compliance flag."""
-        exprs = [self._expression(ch, "voltage") for ch, _ in self.senses for _ in range(repeats)]
-        exprs += [self._expression(ch, "compliance_tripped") for ch in self.wired]
-        line = f"print({', '.join(exprs)})"
-        self.smu.write(line)
-        return line
-
-    def finish_read(self, sent: str, repeats: int) -> np.ndarray:
-        """Parse the readings; a channel in compliance is a fault."""
-        reply = self.smu.read(sent)
-        fields = reply.split("\t")
-        n_values = len(self.senses) * repeats
-        if len(fields) != n_values + len(self.wired):
-            want = n_values + len(self.wired)
-            raise InstrumentError(
-                self.name, short(sent), f"expected {want} tab-separated fields, got {reply!r}"
-            )
-        try:
-            values = np.array([float(f) for f in fields[:n_values]])
-            flags = [parse_bool(f) for f in fields[n_values:]]
-        except ValueError as exc:
-            raise InstrumentError(self.name, short(sent), f"unexpected reply {reply!r}") from exc
-        for ch, flag in zip(self.wired, flags, strict=True):
-            if flag:
-                self.compliance(ch, sent)
-        return values.reshape(len(self.senses), repeats).mean(axis=1)
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def overlapped(
-    ports: Sequence[_SmuPort],
-    send: Callable[[_SmuPort], T],
-    finish: Callable[[_SmuPort, T], R],
-) -> list[R]:
-    """Send to every port, then finish every port that was sent to (so that no reply is
-    left unread), then raise the first error, if any."""
-    sent: list[tuple[_SmuPort, T]] = []
-    error: BaseException | None = None
-    for port in ports:
-        try:
-            sent.append((port, send(port)))
-        except (InstrumentError, SafetyError) as exc:
-            error = exc
-            break
-    results = []
-    for port, token in sent:
-        try:
-            results.append(finish(port, token))
-        except InstrumentError as exc:
-            error = error or exc
-    if error is not None:
-        raise error
-    return results
-
-
-# ------------------------------------------------------------------------------ the bench
 class LabBench:
     """A :class:`hil.bench.Bench` on physical (or emulated) instruments.
 
@@ -464,8 +163,8 @@ class LabBench:
         self._wiring: Wiring | None = None
         self._boards: dict[str, SerialBoard] = {}
         self._smus: dict[str, Smu] = {}
-        self._board_ports: list[_BoardPort] = []
-        self._smu_ports: list[_SmuPort] = []
+        self._board_ports: list[BoardPort] = []
+        self._smu_ports: list[SmuPort] = []
         self._own_manager: object | None = None
         self._connected = False
         self._armed = False
@@ -571,14 +270,14 @@ class LabBench:
                     for n, _ in dacs
                 )
                 rng = caps.dac_range
-                add(name, "DAC range", f"covers +-{v:g} V", _range(rng, "V"), _covers(rng, -v, v))
+                add(name, "DAC range", f"covers +-{v:g} V", fmt_range(rng, "V"), covers(rng, -v, v))
             if adcs:
                 need = max(adcs) + 1
                 add(name, "ADC channels", f">= {need}", str(caps.n_adc), caps.n_adc >= need)
                 lo, hi = net.spec.diode.v_low, net.spec.diode.v_high
                 rng = caps.adc_range
                 want = f"covers [{lo:g}, {hi:g}] V (diode clamps)"
-                add(name, "ADC range", want, _range(rng, "V"), _covers(rng, lo, hi))
+                add(name, "ADC range", want, fmt_range(rng, "V"), covers(rng, lo, hi))
             n_rows, n_cols = wiring.line_extent(name)
             if not n_rows:
                 continue
@@ -588,12 +287,12 @@ class LabBench:
             amp = max(limits.pulse_amplitude[1], cal.amplitude_v)
             rng = caps.pulse_amplitude
             want = f"covers +-{amp:g} V (limits, calibration)"
-            add(name, "pulse amplitude", want, _range(rng, "V"), _covers(rng, -amp, amp))
+            add(name, "pulse amplitude", want, fmt_range(rng, "V"), covers(rng, -amp, amp))
             w_lo = min(limits.pulse_width[0], cal.width_s)
             w_hi = max(limits.pulse_width[1], cal.width_s)
             rng = caps.pulse_width
             want = f"covers [{w_lo:g}, {w_hi:g}] s"
-            add(name, "pulse width", want, _range(rng, "s"), _covers(rng, w_lo, w_hi))
+            add(name, "pulse width", want, fmt_range(rng, "s"), covers(rng, w_lo, w_hi))
             n = limits.max_pulses_per_request
             found = f"[{caps.pulse_count[0]}, {caps.pulse_count[1]}]"
             add(name, "pulses per command", f">= {n}", found, caps.pulse_count[1] >= n)
@@ -602,8 +301,8 @@ class LabBench:
                 name,
                 "read voltage",
                 f"{v_read:g} V",
-                _range(rng, "V"),
-                _covers(rng, v_read, v_read),
+                fmt_range(rng, "V"),
+                covers(rng, v_read, v_read),
             )
         for name, smu in self._smus.items():
             lim = smu.limits
@@ -667,7 +366,7 @@ class LabBench:
                 if r.instrument == name
             ]
             self._board_ports.append(
-                _BoardPort(
+                BoardPort(
                     name,
                     board,
                     np.array([c for c, _ in dacs], dtype=int),
@@ -681,7 +380,7 @@ class LabBench:
             roles = self._smu_roles(name)
             if not roles["sources"] and not roles["senses"]:
                 continue
-            port_class = _TspPort if isinstance(smu, Keithley2600) else _SmuPort
+            port_class = TspPort if isinstance(smu, Keithley2600) else SmuPort
             self._smu_ports.append(port_class(name, smu, roles["sources"], roles["senses"]))
 
     # --- life cycle ----------------------------------------------------------------------
@@ -758,7 +457,7 @@ class LabBench:
         with self._lock:
             unconfirmed = []
             for name, smu in list(self._smus.items()):
-                port = _SmuPort(name, smu, [], [])
+                port = SmuPort(name, smu, [], [])
                 if not self._try_safe(name, port.make_safe, lambda s=smu: _reopen_smu(s)):
                     unconfirmed.append(name)
             for name, board in list(self._boards.items()):
