@@ -74,6 +74,8 @@ def _train(args: argparse.Namespace) -> int:
         "train_accuracy": last.train_accuracy,
         "test_loss": last.test_loss,
         "pulses": int(sum(m.pulses for m in history)),
+        "pulses_refused": int(sum(m.pulses_refused for m in history)),
+        "reads": int(sum(m.reads for m in history)),
         "seconds": round(time.perf_counter() - start, 3),
     }
     if args.json:
