@@ -164,14 +164,7 @@ def taox_measured(
     where the mean depressing step is ~0. Pulse law V_th 0.6 V, 1.0 V, 1 us: assumption
     (the table is one fixed pulse condition).
     """
-    inc, dec = _find_tables(data_dir, TAOX_FILES)
-    return MeasuredModel(
-        file_increasing=inc,
-        file_decreasing=dec,
-        g_min=g_min,
-        g_max=g_max,
-        pulse=PulseLaw(v_threshold=0.6, v_nominal=1.0, width_nominal=1e-6),
-    )
+    return _sandia_model(data_dir, TAOX_FILES, g_min, g_max)
 
 
 def enode_measured(
@@ -183,14 +176,7 @@ def enode_measured(
     range in about 170 potentiating or 270 depressing pulses. Give ``g_min``/``g_max`` to
     map it onto a network's range. Pulse law V_th 0.6 V, 1.0 V, 1 us: assumption.
     """
-    inc, dec = _find_tables(data_dir, ENODE_FILES)
-    return MeasuredModel(
-        file_increasing=inc,
-        file_decreasing=dec,
-        g_min=g_min,
-        g_max=g_max,
-        pulse=PulseLaw(v_threshold=0.6, v_nominal=1.0, width_nominal=1e-6),
-    )
+    return _sandia_model(data_dir, ENODE_FILES, g_min, g_max)
 
 
 PRESETS: dict[str, Callable[..., DeviceModel]] = {
@@ -217,3 +203,17 @@ def preset(name: str, **kwargs: object) -> DeviceModel:
             f"unknown device preset {name!r}; known presets: {', '.join(sorted(PRESETS))}"
         ) from None
     return factory(**kwargs)
+
+
+def _sandia_model(
+    data_dir: str | Path, files: tuple[str, str], g_min: float | None, g_max: float | None
+) -> MeasuredModel:
+    """A measured model on one of Sandia's table pairs (pulse law: an assumption)."""
+    inc, dec = _find_tables(data_dir, files)
+    return MeasuredModel(
+        file_increasing=inc,
+        file_decreasing=dec,
+        g_min=g_min,
+        g_max=g_max,
+        pulse=PulseLaw(v_threshold=0.6, v_nominal=1.0, width_nominal=1e-6),
+    )

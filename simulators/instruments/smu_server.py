@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 SourceMode = Literal["voltage", "current"]
 
 
+#: SCPI boolean arguments.
+_ON_OFF = {"ON": True, "1": True, "OFF": False, "0": False}
+
+
 class SmuBackend(Protocol):
     """Physics behind an emulated SMU: what a channel measures given its source settings."""
 
@@ -321,14 +325,14 @@ class ScpiDialect:
         state = self.smu.channels[channel]
         if query:
             return "1" if state.output_on else "0"
-        state.output_on = {"ON": True, "1": True, "OFF": False, "0": False}[arg.upper()]
+        state.output_on = _ON_OFF[arg.upper()]
         return None
 
     def do_auto_on(self, action: str, channel: str, query: bool, arg: str) -> str | None:
         state = self.smu.channels[channel]
         if query:
             return "1" if state.auto_output_on else "0"
-        state.auto_output_on = {"ON": True, "1": True, "OFF": False, "0": False}[arg.upper()]
+        state.auto_output_on = _ON_OFF[arg.upper()]
         return None
 
     def do_trip_i(self, action: str, channel: str, query: bool, arg: str) -> str | None:
