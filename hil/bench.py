@@ -102,7 +102,7 @@ def _check_range(what: str, value: float, bounds: tuple[float, float], unit: str
 
 @dataclass(frozen=True)
 class Measurement:
-    """What one settle measured.
+    """What one settle measured, with the status of every reading.
 
     Attributes
     ----------
@@ -112,25 +112,131 @@ class Measurement:
         Voltage across every crossbar device (V), row line minus column node.
     outputs : ndarray, shape (B, classes)
         Differential outputs ``V+ - V-`` (V).
-    in_compliance : ndarray of bool, shape (B,)
-        True where an instrument hit its compliance limit during the sample (a lab bench
-        reports it; a simulated bench never does).
+    compliance : ndarray of bool, shape (B, n_nodes)
+        True at a driven node (an input or bias source, an output's nudge source) whose
+        instrument channel was limited by its compliance during the sample. A simulated
+        bench has no compliance model and leaves it all False.
+    overflow : ndarray of bool, shape (B, n_nodes)
+        True at a measured node whose converter saturated (an ADC overflow): its voltage
+        is the converter's full scale, not the node's.
+
+    Notes
+    -----
+    A bench whose config says ``flagged_samples: raise`` raises instead of returning a
+    flagged sample; with ``record`` the flags are data and the caller decides.
     """
 
     node_voltages: np.ndarray
     drops: np.ndarray
     outputs: np.ndarray
-    in_compliance: np.ndarray
+    compliance: np.ndarray
+    overflow: np.ndarray
 
     @classmethod
     def from_voltages(
-        cls, network: Network, node_voltages: np.ndarray, in_compliance: np.ndarray | None = None
+        cls,
+        network: Network,
+        node_voltages: np.ndarray,
+        *,
+        compliance: np.ndarray | None = None,
+        overflow: np.ndarray | None = None,
     ) -> Measurement:
-        """Derive drops and outputs from measured node voltages."""
-        flags = np.zeros(len(node_voltages), bool) if in_compliance is None else in_compliance
+        """Derive drops and outputs from measured node voltages (no flags by default)."""
+        clear = np.zeros(node_voltages.shape, dtype=bool)
         return cls(
-            node_voltages, network.drops(node_voltages), network.outputs(node_voltages), flags
+            node_voltages,
+            network.drops(node_voltages),
+            network.outputs(node_voltages),
+            clear if compliance is None else np.asarray(compliance, dtype=bool),
+            clear.copy() if overflow is None else np.asarray(overflow, dtype=bool),
         )
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """Samples with any reading in compliance or overflowed, bool shape (B,)."""
+        return np.any(self.compliance | self.overflow, axis=1)
+
+
+def check_settle_args(
+    network: Network,
+    limits: SafetyLimits,
+    inputs: object,
+    nudges: object | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check a settle's arguments; the one check every bench runs before applying anything.
+
+    Parameters
+    ----------
+    network : Network
+    limits : SafetyLimits
+    inputs : array_like, shape (B, 2*inputs)
+        Input source voltages (V), ``+x`` then ``-x``. Exactly two dimensions.
+    nudges : array_like, shape (B, 2*classes), optional
+        Output nudge currents (A); None for the free phase (all 0 A).
+
+    Returns
+    -------
+    inputs, nudges : ndarray of float
+        Validated copies; ``nudges`` is zeros when None was given.
+
+    Raises
+    ------
+    SafetyError
+        Naming the argument, the shape or limit it broke, and what it got.
+    """
+    want = network.n_input_sources
+    x = _float_array("inputs", inputs)
+    if x.ndim != 2 or x.shape[1] != want or x.shape[0] == 0:
+        raise SafetyError(
+            f"inputs must have shape (batch, {want}) with batch >= 1, got {x.shape};"
+            " nothing was applied"
+        )
+    limits.check_inputs(x)
+    n_out = network.n_output_nodes
+    if nudges is None:
+        return x, np.zeros((len(x), n_out))
+    i = _float_array("nudges", nudges)
+    if i.shape != (len(x), n_out):
+        raise SafetyError(
+            f"nudges must have shape ({len(x)}, {n_out}) like the inputs' batch, got "
+            f"{i.shape}; nothing was applied"
+        )
+    limits.check_nudges(i)
+    return x, i
+
+
+def _float_array(name: str, value: object) -> np.ndarray:
+    try:
+        array = np.array(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise SafetyError(f"{name} must be an array of numbers ({exc}); nothing was applied") from None
+    return array
+
+
+@dataclass(frozen=True)
+class SafeStateReport:
+    """What :meth:`Bench.safe_state` could confirm.
+
+    Attributes
+    ----------
+    unconfirmed : tuple of str
+        Parts (instruments) whose safe state could not be confirmed: a person must switch
+        their outputs off by hand. Empty when the whole bench is confirmed safe.
+    """
+
+    unconfirmed: tuple[str, ...] = ()
+
+    @property
+    def confirmed(self) -> bool:
+        """True when every part of the bench confirmed its safe state."""
+        return not self.unconfirmed
+
+    def words(self) -> str:
+        """One phrase for a person at the bench."""
+        if self.confirmed:
+            return "bench left in its safe state"
+        names = ", ".join(self.unconfirmed)
+        return f"could NOT confirm the safe state of {names}: switch their outputs off by hand"
 
 
 @dataclass(frozen=True)
@@ -229,7 +335,8 @@ class Bench(Protocol):
 
     def settle(self, inputs: np.ndarray, nudges: np.ndarray | None = None) -> Measurement:
         """Apply input voltages (B, 2*inputs) and output nudge currents (B, 2*classes),
-        wait for equilibrium and measure. Settles the whole batch (a lab bench loops)."""
+        wait for equilibrium and measure. Settles the whole batch (a lab bench loops).
+        Arguments are checked by :func:`check_settle_args` before anything is applied."""
         ...
 
     def pulse(self, request: PulseRequest) -> PulseReport:
@@ -240,8 +347,9 @@ class Bench(Protocol):
         """Read conductances (S) at a small read voltage; all devices when ids is None."""
         ...
 
-    def safe_state(self) -> None:
-        """All sources to 0 V / 0 A, outputs off. Must not raise."""
+    def safe_state(self) -> SafeStateReport:
+        """All sources to 0 V / 0 A, outputs off; tries every part whatever fails, never
+        raises, and reports what it could not confirm."""
         ...
 
     def close(self) -> None:
