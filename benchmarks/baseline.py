@@ -16,9 +16,9 @@ from pathlib import Path
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
-from hil.config import build_bench, load_config
-from hil.data import load_dataset
-from hil.trainer import Trainer
+from hil.composition import build_data
+from hil.config import load_config
+from hil.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,12 +30,10 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(args.config, epochs=args.epochs)
-    data = load_dataset(config.data, config.training.seed)
-    config.check_fits(data)
+    data = build_data(config)  # the split the run trains on, for the MLP
 
-    start = time.perf_counter()
-    history = Trainer(build_bench(config), config.training, data).fit()
-    eqprop_seconds = time.perf_counter() - start
+    result = Run(config).execute()
+    history, eqprop_seconds = result.history, result.seconds
 
     start = time.perf_counter()
     mlp = MLPClassifier(

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-from hil.config import RunConfig, build_bench, load_config
-from hil.data import load_dataset
-from hil.trainer import Trainer
+from hil.composition import build_data
+from hil.config import RunConfig, load_config
+from hil.network import Network
+from hil.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = ("ideal", "reram", "ecram", "taox_measured", "enode_measured")
@@ -81,8 +81,8 @@ def main() -> None:
     args = parser.parse_args()
 
     base = load_config(args.config, epochs=args.epochs, seed=args.seed)
-    data = load_dataset(base.data, base.training.seed)
-    base.check_fits(data)
+    data = build_data(base)
+    n_devices = Network(base.network).n_devices
     have_tables = (args.data_dir / "TaOx_all_1_dG_increasing.txt.gz").is_file() and (
         args.data_dir / "ENODe_dG_increasing.txt.gz"
     ).is_file()
@@ -94,11 +94,8 @@ def main() -> None:
             skipped.append(note)
             continue
         for strategy in args.strategies:
-            config = run_config(base, preset, strategy, args.data_dir)
-            bench = build_bench(config)
-            start = time.perf_counter()
-            history = Trainer(bench, config.training, data).fit()
-            seconds = time.perf_counter() - start
+            result = Run(run_config(base, preset, strategy, args.data_dir)).execute()
+            history, seconds = result.history, result.seconds
             last = history[-1]
             pulses = sum(m.pulses for m in history)
             row = {
@@ -107,10 +104,8 @@ def main() -> None:
                 "test_accuracy": round(last.test_accuracy, 4),
                 "train_accuracy": round(last.train_accuracy, 4),
                 "best_test_accuracy": round(max(m.test_accuracy for m in history), 4),
-                "pulses_per_device": round(pulses / bench.network.n_devices, 1),
-                "reads_per_device": round(
-                    sum(m.reads for m in history) / bench.network.n_devices, 1
-                ),
+                "pulses_per_device": round(pulses / n_devices, 1),
+                "reads_per_device": round(sum(m.reads for m in history) / n_devices, 1),
                 "residual_rms_uS": round(1e6 * last.residual_rms, 4),
                 "unconverged": int(sum(m.unconverged for m in history)),
                 "seconds": round(seconds, 1),

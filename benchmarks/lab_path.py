@@ -2,7 +2,7 @@
 
 Starts the emulated lab of a lab config (default ``bench_configs/emulated-lab.yaml``), settles
 a batch of digits samples free and nudged, counting the commands the drivers send, then
-trains one epoch. Prints one JSON line last:
+trains one epoch on a freshly started emulated lab. Prints one JSON line last:
 {"samples_per_second": ..., "commands_per_settle": ..., "seconds_per_epoch": ..., ...}
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hil.config import build_bench, load_config
-from hil.data import load_dataset
-from hil.trainer import Trainer
+from hil.composition import build_bench, build_data
+from hil.config import load_config
+from hil.run import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,8 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(args.config, epochs=args.epochs)
-    data = load_dataset(config.data, config.training.seed)
-    config.check_fits(data)
+    data = build_data(config)
     bench = build_bench(config)
     try:
         net = bench.network
@@ -53,12 +52,11 @@ def main() -> None:
         bench.read_conductances(np.arange(reads))
         read_seconds = time.perf_counter() - start
 
-        start = time.perf_counter()
-        history = Trainer(bench, config.training, data).fit()
-        train_seconds = time.perf_counter() - start
         instruments = len(bench.config.instruments)
     finally:
         bench.close()
+    result = Run(config).execute()
+    history, train_seconds = result.history, result.seconds
 
     print(
         json.dumps(

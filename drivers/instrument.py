@@ -45,11 +45,17 @@ class Resource(Protocol):
     write_termination: str
     timeout: float | None
 
-    def write(self, message: str) -> Any: ...
+    def write(self, message: str) -> Any:
+        """Send one message (the write termination appended)."""
+        ...
 
-    def read(self) -> str: ...
+    def read(self) -> str:
+        """One reply, its read termination stripped."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the resource."""
+        ...
 
 
 class Owner(Protocol):
@@ -60,11 +66,17 @@ class Owner(Protocol):
     instrument_name: str
 
     @property
-    def limits(self) -> Any: ...
+    def limits(self) -> Any:
+        """The limit table validators read their bounds from."""
+        ...
 
-    def write(self, command: str) -> None: ...
+    def write(self, command: str) -> None:
+        """Send one command."""
+        ...
 
-    def ask(self, command: str) -> str: ...
+    def ask(self, command: str) -> str:
+        """Send one query and return its reply."""
+        ...
 
 
 def format_number(value: float) -> str:
@@ -93,7 +105,9 @@ def parse_floats(reply: str) -> tuple[float, ...]:
 class Validator(Protocol):
     """Checks one value for one owner; raises ``ValueError`` describing the allowed values."""
 
-    def __call__(self, owner: Owner, value: Any) -> Any: ...
+    def __call__(self, owner: Owner, value: Any) -> Any:
+        """The checked value; ValueError describing the allowed values if not allowed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,7 @@ class Range:
         return sign * float(getattr(owner.limits, bound.lstrip("-")))
 
     def __call__(self, owner: Owner, value: Any) -> float:
+        """``value`` as a float; ValueError unless it is a real number within the bounds."""
         low, high = self.bounds(owner)
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
             raise ValueError(f"not a number in [{low:g}, {high:g}]")
@@ -134,6 +149,7 @@ class OneOf:
     values: tuple[Any, ...]
 
     def __call__(self, owner: Owner, value: Any) -> Any:
+        """``value`` itself; ValueError unless it is one of :attr:`values`."""
         if value not in self.values:
             raise ValueError(f"not one of {list(self.values)}")
         return value

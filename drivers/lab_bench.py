@@ -1,6 +1,6 @@
 """LabBench: the Bench protocol on instruments, a crossbar board and source-measure units.
 
-A :class:`LabBench` is assembled from a :class:`~hil.lab_config.LabBenchConfig`: it opens
+A :class:`LabBench` is assembled from a :class:`~hil.config.lab.LabBenchConfig`: it opens
 every instrument, checks that each is the model the config expects and can do what the
 wiring asks of it (channel counts, ranges, compliance), and maps the network onto them:
 
@@ -17,13 +17,17 @@ which also confirms the levels were applied before anything is measured) and one
 measures every channel and its compliance. Averaging repeats the channels inside the same
 lines. SCPI SMUs (2400, B2900) take one command per channel and quantity.
 
-Faults: a timeout, a lost connection, an error reply or queued error, a reading in
-compliance or an ADC overflow raises :class:`~hil.errors.InstrumentError` naming the
-instrument, the command and the reason, as soon as the exchange in progress has finished;
-the caller (the trainer runs inside :func:`hil.bench.in_safe_hands`) then calls
-:meth:`LabBench.safe_state`, which sets every SMU to 0 V with its output off and aborts every
-board (DACs at 0 V, idle), reconnecting once to an instrument that does not answer, and
-lists in :attr:`LabBench.unconfirmed_safe` any it could not confirm.
+Faults: a timeout, a lost connection, an error reply or queued error raises
+:class:`~hil.errors.InstrumentError` naming the instrument, the command and the reason, as
+soon as the exchange in progress has finished. A flagged reading (a channel in compliance,
+an ADC overflow) is a fault too under ``flagged_samples: raise`` (the default); under
+``record`` it is marked in the :class:`~hil.bench.Measurement`'s ``compliance`` and
+``overflow`` arrays and the settle carries on. After a fault the caller (the trainer runs
+inside :func:`hil.bench.in_safe_hands`) calls :meth:`LabBench.safe_state`, which sets every
+SMU to 0 V with its output off and aborts every board (DACs at 0 V, idle), reconnecting once
+to an instrument that does not answer, and reports any it could not confirm.
+
+``hil bench check`` is :func:`drivers.bench_check.check_bench`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import astuple, dataclass
+from types import MappingProxyType
 from typing import Any, Self
 
 import numpy as np
@@ -42,59 +46,21 @@ from hil.bench import (
     PulseCalibration,
     PulseReport,
     PulseRequest,
+    SafeStateReport,
+    check_settle_args,
 )
+from hil.config.lab import InstrumentConfig, LabBenchConfig, Wiring
 from hil.errors import ConfigError, InstrumentError, SafetyError
-from hil.lab_config import InstrumentConfig, LabBenchConfig, Wiring
 from hil.network import Network
 
-from .keithley2400 import Keithley2400
 from .keithley2600 import Keithley2600
-from .keysight_b2900 import KeysightB2900
-from .lab_ports import (
-    BoardPort,
-    SmuPort,
-    TspPort,
-    covers,
-    fmt_range,
-    overlapped,
-)
+from .lab_ports import BoardPort, SmuPort, TspPort, overlapped, smu_roles
+from .lab_requirements import CheckRow, capability_rows, smu_model_matches
+from .registry import board_driver, smu_driver
 from .serial_board import SerialBoard
 from .smu import Smu
 
 log = logging.getLogger(__name__)
-
-#: SMU driver name in a config -> driver class.
-SMU_DRIVERS: dict[str, type[Smu]] = {
-    "keithley2400": Keithley2400,
-    "keithley2600": Keithley2600,
-    "keysight_b2900": KeysightB2900,
-}
-
-
-@dataclass(frozen=True)
-class CheckRow:
-    """One line of ``hil bench check``.
-
-    Attributes
-    ----------
-    instrument : str
-    item : str
-        What was checked.
-    expected, found : str
-        What the config needs and what the instrument has.
-    ok : bool or None
-        None when the check could not run (an earlier one failed).
-    """
-
-    instrument: str
-    item: str
-    expected: str
-    found: str
-    ok: bool | None
-
-    @property
-    def status(self) -> str:
-        return {True: "ok", False: "MISMATCH", None: "skipped"}[self.ok]
 
 
 class LabBench:
@@ -123,8 +89,6 @@ class LabBench:
         Pulses delivered to every device by this bench.
     samples_settled : int
         Samples settled so far (one per row of every ``settle``).
-    unconfirmed_safe : tuple of str
-        Instruments whose safe state the last :meth:`safe_state` could not confirm.
 
     Notes
     -----
@@ -158,7 +122,6 @@ class LabBench:
         self.resource_manager = resource_manager
         self.pulse_counts = np.zeros(network.n_devices, dtype=np.int64)
         self.samples_settled = 0
-        self.unconfirmed_safe: tuple[str, ...] = ()
         self._lock = threading.RLock()
         self._wiring: Wiring | None = None
         self._boards: dict[str, SerialBoard] = {}
@@ -173,6 +136,22 @@ class LabBench:
         self._closed = False
 
     # --- instruments ---------------------------------------------------------------------
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every operation; hold it to run several without another thread's in
+        between (the bench check does)."""
+        return self._lock
+
+    @property
+    def boards(self) -> Mapping[str, SerialBoard]:
+        """The open boards by name (read-only)."""
+        return MappingProxyType(self._boards)
+
+    @property
+    def smus(self) -> Mapping[str, Smu]:
+        """The open SMUs by name (read-only)."""
+        return MappingProxyType(self._smus)
+
     @property
     def instruments(self) -> dict[str, SerialBoard | Smu]:
         """The open instruments by name."""
@@ -190,6 +169,41 @@ class LabBench:
             self._wiring = self.config.resolve(self.network)
         return self._wiring
 
+    def open_instruments(self, *, strict: bool = True) -> dict[str, InstrumentError]:
+        """Open every configured instrument not open yet (a board also checks its model).
+
+        Nothing is sent beyond identification and capability queries: no output is armed.
+
+        Parameters
+        ----------
+        strict : bool
+            Raise the first failure; otherwise carry on with the next instrument.
+
+        Returns
+        -------
+        dict of str to InstrumentError
+            The instruments that could not be opened (empty when ``strict``).
+        """
+        failures: dict[str, InstrumentError] = {}
+        with self._lock:
+            for name in self.config.instruments:
+                if name in self.instruments:
+                    continue
+                try:
+                    self._open(name)
+                except InstrumentError as exc:
+                    if strict:
+                        raise
+                    failures[name] = exc
+        return failures
+
+    def capability_rows(self) -> list[CheckRow]:
+        """Every open instrument compared with what the config asks of it
+        (:func:`drivers.lab_requirements.capability_rows`)."""
+        return capability_rows(
+            self.config, self.network, self.wiring, self.calibration, self._boards, self._smus
+        )
+
     def _address(self, name: str, inst: InstrumentConfig) -> str:
         address = self.addresses.get(name) or inst.address
         if address is None:
@@ -200,7 +214,7 @@ class LabBench:
         inst = self.config.instruments[name]
         address = self._address(name, inst)
         if inst.kind == "board":
-            board = SerialBoard(
+            board = board_driver(inst.driver)(
                 address,
                 name=name,
                 baudrate=inst.baudrate,
@@ -215,140 +229,11 @@ class LabBench:
 
             self._own_manager = pyvisa.ResourceManager("@py")
         manager = self.resource_manager or self._own_manager
-        smu = SMU_DRIVERS[inst.driver](
+        smu = smu_driver(inst.driver)(
             address, name=name, resource_manager=manager, timeout=inst.timeout_s
         )
         smu.connect()
         self._smus[name] = smu
-
-    def _open_all(self, strict: bool) -> list[CheckRow]:
-        """Open every instrument; rows for ``hil bench check`` (raise on failure if strict)."""
-        rows = []
-        for name, inst in self.config.instruments.items():
-            expected = inst.board_model if inst.kind == "board" else (inst.model or inst.driver)
-            if name in self.instruments:
-                continue
-            try:
-                self._open(name)
-            except InstrumentError as exc:
-                if strict:
-                    raise
-                rows.append(CheckRow(name, "identity", expected, exc.reason, False))
-                continue
-            device = self.instruments[name]
-            if isinstance(device, Smu):
-                idn, ok = str(device.idn), inst.model is None or device.model == inst.model.upper()
-                if strict and not ok:
-                    raise InstrumentError(
-                        name, "*IDN?", f"model {device.model} is not the configured {inst.model}"
-                    )
-            else:
-                idn, ok = ",".join(astuple(device.identity)), True
-            rows.append(CheckRow(name, "identity", expected, idn, ok))
-        return rows
-
-    def _capability_rows(self) -> list[CheckRow]:
-        """Compare every open instrument with what the config asks of it."""
-        rows: list[CheckRow] = []
-        wiring, limits, net, cal = self.wiring, self.limits, self.network, self.calibration
-
-        def add(name: str, item: str, expected: str, found: str, ok: bool) -> None:
-            rows.append(CheckRow(name, item, expected, found, bool(ok)))
-
-        template = net.source_voltages_template
-        for name, board in self._boards.items():
-            caps = board.capabilities
-            dacs = [
-                (n, r.index) for n, r in enumerate(wiring.sources) if r and r.instrument == name
-            ]
-            adcs = [r.index for r in wiring.hidden if r.instrument == name]
-            if dacs:
-                need = max(c for _, c in dacs) + 1
-                add(name, "DAC channels", f">= {need}", str(caps.n_dac), caps.n_dac >= need)
-                v = max(
-                    limits.max_input_voltage if n < net.n_input_sources else abs(template[n])
-                    for n, _ in dacs
-                )
-                rng = caps.dac_range
-                add(name, "DAC range", f"covers +-{v:g} V", fmt_range(rng, "V"), covers(rng, -v, v))
-            if adcs:
-                need = max(adcs) + 1
-                add(name, "ADC channels", f">= {need}", str(caps.n_adc), caps.n_adc >= need)
-                lo, hi = net.spec.diode.v_low, net.spec.diode.v_high
-                rng = caps.adc_range
-                want = f"covers [{lo:g}, {hi:g}] V (diode clamps)"
-                add(name, "ADC range", want, fmt_range(rng, "V"), covers(rng, lo, hi))
-            n_rows, n_cols = wiring.line_extent(name)
-            if not n_rows:
-                continue
-            found = f"{caps.rows} x {caps.cols}"
-            ok = caps.rows >= n_rows and caps.cols >= n_cols
-            add(name, "crossbar lines", f">= {n_rows} x {n_cols}", found, ok)
-            amp = max(limits.pulse_amplitude[1], cal.amplitude_v)
-            rng = caps.pulse_amplitude
-            want = f"covers +-{amp:g} V (limits, calibration)"
-            add(name, "pulse amplitude", want, fmt_range(rng, "V"), covers(rng, -amp, amp))
-            w_lo = min(limits.pulse_width[0], cal.width_s)
-            w_hi = max(limits.pulse_width[1], cal.width_s)
-            rng = caps.pulse_width
-            want = f"covers [{w_lo:g}, {w_hi:g}] s"
-            add(name, "pulse width", want, fmt_range(rng, "s"), covers(rng, w_lo, w_hi))
-            n = limits.max_pulses_per_request
-            found = f"[{caps.pulse_count[0]}, {caps.pulse_count[1]}]"
-            add(name, "pulses per command", f">= {n}", found, caps.pulse_count[1] >= n)
-            v_read, rng = self.config.read_voltage, caps.read_voltage
-            add(
-                name,
-                "read voltage",
-                f"{v_read:g} V",
-                fmt_range(rng, "V"),
-                covers(rng, v_read, v_read),
-            )
-        for name, smu in self._smus.items():
-            lim = smu.limits
-            used = self._smu_channels(name)
-            ok = all(ch in smu.channels for ch in used)
-            add(name, "channels", ", ".join(used) or "(none)", ", ".join(smu.channels), ok)
-            roles = self._smu_roles(name)
-            if roles["senses"]:
-                v = limits.compliance_voltage
-                found = f"[{lim.min_voltage_limit:g}, {lim.max_voltage:g}] V"
-                ok = lim.min_voltage_limit <= v <= lim.max_voltage
-                add(name, "voltage compliance", f"{v:g} V", found, ok)
-                i = limits.max_nudge_current
-                add(
-                    name,
-                    "nudge current",
-                    f"+-{i:g} A",
-                    f"+-{lim.max_current:g} A",
-                    i <= lim.max_current,
-                )
-            if roles["sources"]:
-                i = limits.compliance_current
-                found = f"[{lim.min_current_limit:g}, {lim.max_current:g}] A"
-                ok = lim.min_current_limit <= i <= lim.max_current
-                add(name, "current compliance", f"{i:g} A", found, ok)
-                v = limits.max_input_voltage
-                add(
-                    name,
-                    "source voltage",
-                    f"+-{v:g} V",
-                    f"+-{lim.max_voltage:g} V",
-                    v <= lim.max_voltage,
-                )
-        return rows
-
-    def _smu_roles(self, name: str) -> dict[str, list[tuple[str, int]]]:
-        wiring = self.wiring
-        sources = [
-            (r.channel, n) for n, r in enumerate(wiring.sources) if r and r.instrument == name
-        ]
-        senses = [(r.channel, k) for k, r in enumerate(wiring.outputs) if r.instrument == name]
-        return {"sources": sources, "senses": senses}
-
-    def _smu_channels(self, name: str) -> list[str]:
-        roles = self._smu_roles(name)
-        return [ch for ch, _ in [*roles["sources"], *roles["senses"]]]
 
     def _build_ports(self) -> None:
         wiring = self.wiring
@@ -377,11 +262,12 @@ class LabBench:
             )
         self._smu_ports = []
         for name, smu in self._smus.items():
-            roles = self._smu_roles(name)
-            if not roles["sources"] and not roles["senses"]:
+            roles = smu_roles(wiring, name)
+            if not roles.channels:
                 continue
+            # a 2600 takes one TSP line for all its channels; SCPI SMUs one command each
             port_class = TspPort if isinstance(smu, Keithley2600) else SmuPort
-            self._smu_ports.append(port_class(name, smu, roles["sources"], roles["senses"]))
+            self._smu_ports.append(port_class(name, smu, roles.sources, roles.senses))
 
     # --- life cycle ----------------------------------------------------------------------
     def connect(self) -> Self:
@@ -402,8 +288,14 @@ class LabBench:
                 return self
             self.wiring  # noqa: B018 - resolve before touching anything
             try:
-                self._open_all(strict=True)
-                for row in self._capability_rows():
+                self.open_instruments()
+                for name, smu in self._smus.items():
+                    inst = self.config.instruments[name]
+                    if not smu_model_matches(inst, smu):
+                        raise InstrumentError(
+                            name, "*IDN?", f"model {smu.model} is not the configured {inst.model}"
+                        )
+                for row in self.capability_rows():
                     if row.ok is False:
                         raise InstrumentError(
                             row.instrument,
@@ -422,8 +314,8 @@ class LabBench:
 
     def _arm(self) -> None:
         self._safe = False
-        for port in self._board_ports:
-            port.board.mode("network")
+        for board_port in self._board_ports:
+            board_port.board.mode("network")
         for port in self._smu_ports:
             port.arm(self.limits)
         self._armed = True
@@ -448,11 +340,11 @@ class LabBench:
         )
         self._live = False
 
-    def safe_state(self) -> None:
+    def safe_state(self) -> SafeStateReport:
         """Every SMU to 0 V with its output off, every board aborted (DACs 0 V, idle).
 
         Never raises. An instrument that fails is reconnected once and tried again; those
-        still failing are logged and listed in :attr:`unconfirmed_safe`.
+        still failing are logged and named in the report's ``unconfirmed``.
         """
         with self._lock:
             unconfirmed = []
@@ -463,10 +355,10 @@ class LabBench:
             for name, board in list(self._boards.items()):
                 if not self._try_safe(name, board.abort, lambda b=board: _reopen_board(b)):
                     unconfirmed.append(name)
-            self.unconfirmed_safe = tuple(unconfirmed)
             self._armed = False
             self._live = False
             self._safe = True
+        return SafeStateReport(tuple(unconfirmed))
 
     @staticmethod
     def _try_safe(name: str, action: Callable[[], None], reopen: Callable[[], None]) -> bool:
@@ -515,38 +407,39 @@ class LabBench:
     # --- the four verbs ------------------------------------------------------------------
     def settle(self, inputs: np.ndarray, nudges: np.ndarray | None = None) -> Measurement:
         """Apply inputs (B, 2*inputs) V and nudges (B, 2*classes) A sample by sample and
-        measure every node; see the module docstring for the commands one sample costs."""
+        measure every node; see the module docstring for the commands one sample costs.
+
+        The arguments are checked (:func:`hil.bench.check_settle_args`) before anything is
+        sent. A flagged reading raises its InstrumentError under ``flagged_samples: raise``
+        (after the readings in progress); under ``record`` the Measurement's ``compliance``
+        marks the nodes driven by a channel in compliance, its ``overflow`` the hidden nodes
+        whose ADC channel overflowed.
+        """
         net = self.network
-        inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
-        if inputs.shape[1] != net.n_input_sources:
-            raise SafetyError(
-                f"inputs must have shape (batch, {net.n_input_sources}), got {inputs.shape};"
-                " nothing was applied"
-            )
-        if nudges is None:
-            nudges = np.zeros((len(inputs), net.n_output_nodes))
-        else:
-            nudges = np.atleast_2d(np.asarray(nudges, dtype=float))
-            if nudges.shape != (len(inputs), net.n_output_nodes):
-                raise SafetyError(
-                    f"nudges must have shape ({len(inputs)}, {net.n_output_nodes}), got "
-                    f"{nudges.shape}; nothing was applied"
-                )
-            self.limits.check_nudges(nudges)
-        self.limits.check_inputs(inputs)
+        inputs, nudges = check_settle_args(net, self.limits, inputs, nudges)
         voltages = np.empty((len(inputs), net.n_nodes))
+        compliance = np.zeros(voltages.shape, dtype=bool)
+        overflow = np.zeros(voltages.shape, dtype=bool)
         sources = net.source_voltages_template.copy()
         with self._lock:
             self._ready()
             for b in range(len(inputs)):
                 sources[: net.n_input_sources] = inputs[b]
-                voltages[b] = self._settle_one(sources, nudges[b])
-        return Measurement.from_voltages(net, voltages)
+                voltages[b] = self._settle_one(sources, nudges[b], compliance[b], overflow[b])
+        return Measurement.from_voltages(net, voltages, compliance=compliance, overflow=overflow)
 
-    def _settle_one(self, sources: np.ndarray, nudges: np.ndarray) -> np.ndarray:
+    def _settle_one(
+        self,
+        sources: np.ndarray,
+        nudges: np.ndarray,
+        compliance: np.ndarray,
+        overflow: np.ndarray,
+    ) -> np.ndarray:
+        """Settle one sample; its node voltages, its flags marked in ``compliance`` and
+        ``overflow`` (rows of the batch's arrays, shape (n_nodes,))."""
         net = self.network
-        for port in self._board_ports:
-            port.set_sources(sources)
+        for board_port in self._board_ports:
+            board_port.set_sources(sources)
         overlapped(
             self._smu_ports,
             lambda p: p.send_apply(sources[p.source_nodes], nudges[p.sense_outputs]),
@@ -557,18 +450,29 @@ class LabBench:
             time.sleep(self.config.settle_delay_s)
         voltages = np.zeros(net.n_nodes)
         voltages[: net.n_sources] = sources
-        for port in self._board_ports:
-            voltages[port.adc_nodes] = port.read_hidden(self.config.averaging)
+        for board_port in self._board_ports:
+            hidden = board_port.read_hidden(self.config.averaging)
+            voltages[board_port.adc_nodes] = hidden.voltages
+            overflow[board_port.adc_nodes] = hidden.overflow
+            self._flagged(hidden.fault)  # before the SMUs are read, as a raise always was
         repeats = self.config.averaging
         readings = overlapped(
             self._smu_ports,
             lambda p: p.send_read(repeats),
             lambda p, line: p.finish_read(line, repeats),
         )
-        for port, values in zip(self._smu_ports, readings, strict=True):
-            voltages[net.output_nodes[port.sense_outputs]] = values
+        for port, reading in zip(self._smu_ports, readings, strict=True):
+            voltages[net.output_nodes[port.sense_outputs]] = reading.voltages
+            compliance[port.wired_nodes(net.output_nodes)] = reading.compliance
+        for reading in readings:
+            self._flagged(reading.fault)
         self.samples_settled += 1
         return voltages
+
+    def _flagged(self, fault: InstrumentError | None) -> None:
+        """Raise a flagged reading's fault unless the config records flagged samples."""
+        if fault is not None and self.config.flagged_samples == "raise":
+            raise fault
 
     def pulse(self, request: PulseRequest) -> PulseReport:
         """Apply programming pulses: board(s) to programming mode, ``PULSE:MANY`` lines
@@ -617,75 +521,6 @@ class LabBench:
                     g[j] = board.read_device(int(rows[d]), int(cols[d]), v_read) / v_read
                 board.mode("network")
         return g
-
-    # --- hil bench check -----------------------------------------------------------------
-    def check(self, reads_per_tile: int = 2) -> list[CheckRow]:
-        """Identify every instrument, compare it with the config, read a few devices (the
-        first and last of each tile), return to the safe state; one row per check.
-
-        Raises
-        ------
-        ConfigError
-            The wiring does not fit the network.
-        """
-        self.wiring  # noqa: B018 - a config error is not a check row
-        with self._lock:
-            rows = self._open_all(strict=False)
-            rows += self._capability_rows()
-            self._safe = False
-            self.safe_state()  # from whatever state the instruments were left in
-            boards = self.config.boards
-            if all(b in self._boards for b in boards) and not any(
-                r.ok is False for r in rows if r.instrument in boards
-            ):
-                rows += self._check_reads(reads_per_tile)
-            else:
-                rows.append(
-                    CheckRow("-", "device reads", "board checks pass", "a board check failed", None)
-                )
-            self.safe_state()
-            unsafe = ", ".join(self.unconfirmed_safe)
-            rows.append(
-                CheckRow(
-                    "bench",
-                    "safe state",
-                    "outputs off, DACs 0 V, boards idle",
-                    f"not confirmed: {unsafe}" if unsafe else "reached",
-                    not unsafe,
-                )
-            )
-        return rows
-
-    def _check_reads(self, per_tile: int) -> list[CheckRow]:
-        rows = []
-        lo, hi = self.network.g_bounds
-        boards, line_rows, line_cols = self.wiring.device_lines
-        ids = []
-        for tile in self.network.tiles:
-            picks = np.linspace(tile.first_device, tile.first_device + tile.size - 1, per_tile)
-            ids.extend(sorted({int(round(p)) for p in picks}))
-        try:
-            for board in self._boards.values():
-                board.mode("programming")
-            for d in ids:
-                board = self._boards[boards[d]]
-                tile, r, c = self.network.device_address(d)
-                g = board.read_device(
-                    int(line_rows[d]), int(line_cols[d]), self.config.read_voltage
-                )
-                g /= self.config.read_voltage
-                rows.append(
-                    CheckRow(
-                        boards[d],
-                        f"device {d} (tile {tile} r{r} c{c}, lines {line_rows[d]},{line_cols[d]})",
-                        f"G in [{0.5 * lo:.3g}, {2 * hi:.3g}] S",
-                        f"{g:.4g} S",
-                        0.5 * lo <= g <= 2 * hi,
-                    )
-                )
-        except InstrumentError as exc:
-            rows.append(CheckRow(exc.instrument, "device reads", "replies", exc.reason, False))
-        return rows
 
 
 def _reopen_smu(smu: Smu) -> None:

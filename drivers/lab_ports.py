@@ -5,17 +5,24 @@ a board sets every DAC in one line and reads every ADC in one line; a 2600-serie
 (and confirms) every channel's level in one TSP line and measures every channel in another;
 SCPI SMUs take one command per channel and quantity. :func:`overlapped` writes to many
 instruments first and reads their replies after, so their round trips overlap.
+
+A reading comes back with its status: :class:`HiddenReading` flags the ADC channels that
+overflowed, :class:`SmuReading` the SMU channels found in compliance, each with the
+:class:`~hil.errors.InstrumentError` the first flag is (a port never raises for a flag: the
+bench decides, by its ``flagged_samples`` setting).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
 from hil.bench import SafetyLimits
+from hil.config.lab import Wiring
 from hil.errors import InstrumentError, SafetyError
 
 from .instrument import parse_bool
@@ -29,15 +36,82 @@ def short(command: str, limit: int = 160) -> str:
 
 
 def output_label(k: int) -> str:
+    """Output node ``k`` as error messages name it, with its class and sign."""
     return f"output node {k} (class {k // 2} {'+-'[k % 2]})"
 
 
 def fmt_range(bounds: tuple[float, float], unit: str) -> str:
+    """An inclusive range as messages and check rows print it: ``[lo, hi] unit``."""
     return f"[{bounds[0]:g}, {bounds[1]:g}] {unit}"
 
 
-def covers(bounds: tuple[float, float], lo: float, hi: float) -> bool:
-    return bounds[0] <= lo and hi <= bounds[1]
+class SmuRoles(NamedTuple):
+    """What the wiring puts on one SMU's channels.
+
+    Attributes
+    ----------
+    sources : list of (channel, source node)
+        Channels sourcing an input or bias voltage.
+    senses : list of (channel, output index)
+        Channels sourcing a nudge current into an output node and measuring its voltage.
+    """
+
+    sources: list[tuple[str, int]]
+    senses: list[tuple[str, int]]
+
+    @property
+    def channels(self) -> list[str]:
+        """Every wired channel: the sources', then the senses'."""
+        return [ch for ch, _ in [*self.sources, *self.senses]]
+
+
+def smu_roles(wiring: Wiring, name: str) -> SmuRoles:
+    """The channels of SMU ``name`` that ``wiring`` uses, and what for."""
+    sources = [(r.channel, n) for n, r in enumerate(wiring.sources) if r and r.instrument == name]
+    senses = [(r.channel, k) for k, r in enumerate(wiring.outputs) if r.instrument == name]
+    return SmuRoles(sources, senses)
+
+
+@dataclass(frozen=True)
+class HiddenReading:
+    """What a board port read in one sample.
+
+    Attributes
+    ----------
+    voltages : ndarray, shape (m,)
+        Hidden node voltages (V), in the port's ``adc_nodes`` order; an overflowed one is
+        not the node's (its readings were clipped at the ADC range end).
+    overflow : ndarray of bool, shape (m,)
+        The node's ADC channel overflowed in at least one of its readings.
+    fault : InstrumentError or None
+        The fault the overflow is, naming the board, the command and the channels; None when
+        nothing overflowed.
+    """
+
+    voltages: np.ndarray
+    overflow: np.ndarray
+    fault: InstrumentError | None = None
+
+
+@dataclass(frozen=True)
+class SmuReading:
+    """What an SMU port read in one sample.
+
+    Attributes
+    ----------
+    voltages : ndarray, shape (n_senses,)
+        Output node voltages (V), in the port's ``senses`` order.
+    compliance : ndarray of bool, shape (n_wired,)
+        The channel was limited by its compliance, in the port's ``wired`` order (sources,
+        then senses).
+    fault : InstrumentError or None
+        The fault the first channel found in compliance is, naming the SMU, the command, the
+        channel and its node; None when no channel was.
+    """
+
+    voltages: np.ndarray
+    compliance: np.ndarray
+    fault: InstrumentError | None = None
 
 
 # ------------------------------------------------------------------------------ board port
@@ -88,22 +162,24 @@ class BoardPort:
             used += size
         self.board.set_dacs(dict(chunk))
 
-    def read_hidden(self, repeats: int) -> np.ndarray:
-        """Hidden node voltages (m,) V, each the mean of ``repeats`` readings of one
-        ``ADC:READ``; an overflow (a node outside the ADC range) is a fault."""
+    def read_hidden(self, repeats: int) -> HiddenReading:
+        """Hidden node voltages, each the mean of ``repeats`` readings of one ``ADC:READ``,
+        and which overflowed (a node outside the ADC range: its mean is not the node's)."""
         if not len(self.adc_channels):
-            return np.zeros(0)
+            return HiddenReading(np.zeros(0), np.zeros(0, dtype=bool))
         channels = np.tile(self.adc_channels, repeats).tolist()
-        values = self.board.read_adcs(channels)
-        if self.board.last_overflow:
-            over = sorted(set(self.board.last_overflow))
-            raise InstrumentError(
-                self.name,
-                short("ADC:READ " + ",".join(map(str, channels))),
-                f"ADC overflow on channel(s) {over}: hidden node voltage outside the ADC "
-                f"range {fmt_range(self.board.capabilities.adc_range, 'V')}",
-            )
-        return values.reshape(repeats, -1).mean(axis=0)
+        reading = self.board.read_adcs(channels)
+        voltages = reading.values.reshape(repeats, -1).mean(axis=0)
+        overflow = np.isin(self.adc_channels, reading.overflow)
+        if not reading.overflow:
+            return HiddenReading(voltages, overflow)
+        fault = InstrumentError(
+            self.name,
+            short("ADC:READ " + ",".join(map(str, channels))),
+            f"ADC overflow on channel(s) {list(reading.overflow)}: hidden node voltage outside "
+            f"the ADC range {fmt_range(self.board.capabilities.adc_range, 'V')}",
+        )
+        return HiddenReading(voltages, overflow, fault)
 
 
 # ------------------------------------------------------------------------------ SMU ports
@@ -139,9 +215,11 @@ class SmuPort:
         self.wired = [ch for ch, _ in [*sources, *senses]]
 
     def channel(self, name: str) -> SmuChannel:
+        """The SMU's channel ``name``."""
         return self.smu.channel(name)
 
     def label(self, channel: str) -> str:
+        """What ``channel`` is wired to, for messages: a source node, an output node."""
         for ch, node in self.sources:
             if ch == channel:
                 return f"source node {node}"
@@ -167,14 +245,25 @@ class SmuPort:
             text = "; ".join(f"{e.code} {e.message}" for e in entries)
             raise InstrumentError(self.name, short(command), f"reported error(s): {text}")
 
-    def compliance(self, channel: str, command: str, value: float | None = None) -> None:
-        """Raise the InstrumentError of ``channel`` found in compliance."""
+    def compliance(self, channel: str, command: str, value: float | None = None) -> InstrumentError:
+        """The InstrumentError of ``channel`` found in compliance by ``command``."""
         reading = "" if value is None else f" (reading {value:g})"
-        raise InstrumentError(
+        return InstrumentError(
             self.name,
             short(command),
             f"compliance: channel {channel} ({self.label(channel)}) reached its limit{reading}",
         )
+
+    def wired_nodes(self, output_nodes: np.ndarray) -> np.ndarray:
+        """The network node each wired channel drives, in ``wired`` order.
+
+        Parameters
+        ----------
+        output_nodes : ndarray of int
+            The network's output node indices (``Network.output_nodes``); source nodes are
+            node indices already.
+        """
+        return np.concatenate([self.source_nodes, output_nodes[self.sense_outputs]]).astype(int)
 
     def send_apply(self, volts: np.ndarray, amps: np.ndarray) -> str:
         """Set source levels (V) and nudge currents (A), then check the error queue (which
@@ -193,20 +282,24 @@ class SmuPort:
         """Nothing to send ahead: :meth:`finish_read` measures channel by channel."""
         return ""
 
-    def finish_read(self, sent: str, repeats: int) -> np.ndarray:
-        """Output node voltages (n_senses,) V, each the mean of ``repeats`` readings; any
-        wired channel in compliance is a fault."""
+    def finish_read(self, sent: str, repeats: int) -> SmuReading:
+        """Output node voltages, each the mean of ``repeats`` readings, and every wired
+        channel's compliance; the fault is the first sense channel in compliance, else the
+        first source channel."""
         values = np.empty(len(self.senses))
+        flagged: dict[str, InstrumentError] = {}
         for j, (ch, _) in enumerate(self.senses):
             readings = [self.channel(ch).measure_voltage() for _ in range(repeats)]
             if any(r.in_compliance for r in readings):
-                self.compliance(ch, self._command(ch, "reading", "voltage"), readings[-1].value)
+                command = self._command(ch, "reading", "voltage")
+                flagged[ch] = self.compliance(ch, command, readings[-1].value)
             values[j] = np.mean([r.value for r in readings])
         for ch, _ in self.sources:
             if self.channel(ch).in_compliance():
                 trip = self._command(ch, "current_limit_tripped", "compliance_tripped")
-                self.compliance(ch, trip)
-        return values
+                flagged[ch] = self.compliance(ch, trip)
+        compliance = np.array([ch in flagged for ch in self.wired], dtype=bool)
+        return SmuReading(values, compliance, next(iter(flagged.values()), None))
 
     def _command(self, channel: str, *quantities: str) -> str:
         """The query of the first of ``quantities`` the channel declares (for messages)."""
@@ -277,8 +370,9 @@ class TspPort(SmuPort):
         self.smu.write(line)
         return line
 
-    def finish_read(self, sent: str, repeats: int) -> np.ndarray:
-        """Parse the readings; a channel in compliance is a fault."""
+    def finish_read(self, sent: str, repeats: int) -> SmuReading:
+        """Parse the readings and every wired channel's compliance flag; the fault is the
+        first flagged channel in ``wired`` order."""
         reply = self.smu.read(sent)
         fields = reply.split("\t")
         n_values = len(self.senses) * repeats
@@ -292,10 +386,10 @@ class TspPort(SmuPort):
             flags = [parse_bool(f) for f in fields[n_values:]]
         except ValueError as exc:
             raise InstrumentError(self.name, short(sent), f"unexpected reply {reply!r}") from exc
-        for ch, flag in zip(self.wired, flags, strict=True):
-            if flag:
-                self.compliance(ch, sent)
-        return values.reshape(len(self.senses), repeats).mean(axis=1)
+        compliance = np.array(flags, dtype=bool)
+        first = next((ch for ch, flag in zip(self.wired, flags, strict=True) if flag), None)
+        fault = None if first is None else self.compliance(first, sent)
+        return SmuReading(values.reshape(len(self.senses), repeats).mean(axis=1), compliance, fault)
 
 
 T = TypeVar("T")
@@ -326,6 +420,3 @@ def overlapped(
     if error is not None:
         raise error
     return results
-
-
-# ------------------------------------------------------------------------------ the bench

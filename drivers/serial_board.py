@@ -14,20 +14,17 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import serial
 
 from hil.errors import InstrumentError, SafetyError
+from hil.vocabulary import DEFAULT_BOARD_MODEL, PULSE_SCHEMES, BoardMode, PulseScheme
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["idle", "network", "programming"]
-Scheme = Literal["V/2", "V/3"]
-KNOWN_MODELS: tuple[str, ...] = ("XBAR-8x8",)
-_MODES: tuple[str, ...] = ("idle", "network", "programming")
-_SCHEMES: tuple[str, ...] = ("V/2", "V/3")
+_MODES: tuple[BoardMode, ...] = get_args(BoardMode)
 
 
 @dataclass(frozen=True)
@@ -38,6 +35,35 @@ class BoardIdentity:
     model: str
     serial: str
     firmware: str
+
+
+@dataclass(frozen=True)
+class AdcReading:
+    """Reply to one ``ADC:READ``: the values, and the channels that overflowed.
+
+    Attributes
+    ----------
+    channels : tuple of int
+        The channels read, in the order asked (they may repeat).
+    values : ndarray, shape (len(channels),)
+        Readings (V); an overflowed reading is the ADC range end, not the input.
+    overflow : tuple of int
+        Channels the board listed after ``OVR=`` (sorted, each once): their input was outside
+        the ADC range in at least one of their readings.
+    """
+
+    channels: tuple[int, ...]
+    values: np.ndarray
+    overflow: tuple[int, ...] = ()
+
+    @property
+    def overflowed(self) -> np.ndarray:
+        """Bool mask of shape (len(channels),): the reading's channel overflowed.
+
+        The protocol names channels, not readings, so every reading of a channel listed
+        after ``OVR=`` is flagged.
+        """
+        return np.isin(np.asarray(self.channels, dtype=int), self.overflow)
 
 
 @dataclass(frozen=True)
@@ -109,8 +135,6 @@ class SerialBoard:
     ----------
     commands_sent : int
         Command lines written to the port since construction.
-    last_overflow : tuple of int
-        ADC channels that were outside the ADC range in the last ``read_adcs``.
     """
 
     def __init__(
@@ -120,12 +144,11 @@ class SerialBoard:
         name: str = "board",
         baudrate: int = 115200,
         timeout: float = 1.0,
-        models: Sequence[str] = KNOWN_MODELS,
+        models: Sequence[str] = (DEFAULT_BOARD_MODEL,),
     ) -> None:
         self.url, self.name, self.baudrate, self.timeout = url, name, baudrate, timeout
         self.models = tuple(models)
         self.commands_sent = 0
-        self.last_overflow: tuple[int, ...] = ()
         self._port: serial.SerialBase | None = None
         self._identity: BoardIdentity | None = None
         self._caps: BoardCapabilities | None = None
@@ -216,11 +239,11 @@ class SerialBoard:
         command = "DAC:SET " + ",".join(f"{ch}:{v!r}" for ch, v in items)
         self._query(command, expect=f"DAC:SET {len(items)}")
 
-    def read_adcs(self, channels: Sequence[int] | None = None) -> np.ndarray:
-        """Read ADC channels (V) in one command; shape (len(channels),), default all.
+    def read_adcs(self, channels: Sequence[int] | None = None) -> AdcReading:
+        """Read ADC channels (V) in one command, default all.
 
-        Readings outside the ADC range come back as the range end and their channels are
-        listed in ``last_overflow``.
+        An overflow is data, not an error (the protocol's view): a reading outside the ADC
+        range comes back as the range end, and its channel in :attr:`AdcReading.overflow`.
         """
         caps = self.capabilities
         chans = (
@@ -233,21 +256,21 @@ class SerialBoard:
         command = "ADC:READ " + ",".join(str(ch) for ch in chans)
         values, _, overflow = self._query(command).partition(" OVR=")
         result = self._floats(command, values, len(chans))
-        self.last_overflow = tuple(int(c) for c in self._floats(command, overflow or "", None))
-        return result
+        over = sorted({int(c) for c in self._floats(command, overflow, None)})
+        return AdcReading(tuple(chans), result, tuple(over))
 
     def read_dacs(self) -> np.ndarray:
         """DAC setpoints (V) as the board holds them, shape (n_dac,)."""
         return self._floats("DAC?", self._query("DAC?"), self.capabilities.n_dac)
 
     # -- modes ----------------------------------------------------------------------------
-    def mode(self, mode: Mode) -> None:
+    def mode(self, mode: BoardMode) -> None:
         """Switch to ``"idle"``, ``"network"`` or ``"programming"``; DACs go to 0 V on a change."""
         if mode not in _MODES:
             raise ValueError(f"{self.name}: mode must be one of {_MODES}, got {mode!r}")
         self._query(f"MODE {mode.upper()}", expect=f"MODE {mode.upper()}")
 
-    def read_mode(self) -> Mode:
+    def read_mode(self) -> BoardMode:
         """The board's current mode."""
         return self._query("MODE?").lower()  # type: ignore[return-value]
 
@@ -259,7 +282,7 @@ class SerialBoard:
         amplitude: float,
         width: float,
         count: int = 1,
-        scheme: Scheme = "V/3",
+        scheme: PulseScheme = "V/3",
     ) -> None:
         """Apply ``count`` pulses of ``amplitude`` (V, signed) and ``width`` (s) to one device.
 
@@ -276,7 +299,7 @@ class SerialBoard:
         self,
         pulses: Iterable[tuple[int, int, float, int]],
         width: float,
-        scheme: Scheme = "V/3",
+        scheme: PulseScheme = "V/3",
     ) -> None:
         """Pulse many devices, in order, with as few command lines as ``MAX_LINE`` allows.
 
@@ -353,8 +376,8 @@ class SerialBoard:
             )
 
     def _check_width_scheme(self, width: float, scheme: str) -> None:
-        if scheme not in _SCHEMES:
-            raise ValueError(f"{self.name}: scheme must be one of {_SCHEMES}, got {scheme!r}")
+        if scheme not in PULSE_SCHEMES:
+            raise ValueError(f"{self.name}: scheme must be one of {PULSE_SCHEMES}, got {scheme!r}")
         self._check_range("pulse width", width, self.capabilities.pulse_width, "s")
 
     def _floats(self, command: str, payload: str, n: int | None) -> np.ndarray:

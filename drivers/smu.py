@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
 
+from hil.vocabulary import SourceMode
+
 from .instrument import Channel, Instrument, Range, measurement
 
 log = logging.getLogger(__name__)
-
-SourceMode = Literal["voltage", "current"]
 
 #: Validators shared by every SMU family; bounds come from the model's :class:`SmuLimits`.
 VOLTAGE_LEVEL = Range("-max_voltage", "max_voltage")
@@ -88,6 +88,10 @@ def parse_scpi_error(reply: str) -> ErrorEntry:
 
 class SmuChannel(Channel):
     """One SMU channel. Subclasses declare the shared quantities and :meth:`in_compliance`."""
+
+    #: What the channel sources; every family maps the vocabulary's words to its own
+    #: (a bare annotation: the family classes assign the descriptor).
+    source_mode: SourceMode
 
     def _command(self, quantity: str, value: Any) -> str:
         return getattr(type(self), quantity).command_for(self, value)

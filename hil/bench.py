@@ -209,7 +209,9 @@ def _float_array(name: str, value: object) -> np.ndarray:
     try:
         array = np.array(value, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise SafetyError(f"{name} must be an array of numbers ({exc}); nothing was applied") from None
+        raise SafetyError(
+            f"{name} must be an array of numbers ({exc}); nothing was applied"
+        ) from None
     return array
 
 
@@ -304,6 +306,7 @@ class PulseReport:
 
     @property
     def total_pulses(self) -> int:
+        """Pulses delivered in all, either polarity."""
         return int(np.abs(self.applied).sum())
 
 
@@ -361,9 +364,13 @@ class Bench(Protocol):
 class StatefulBench(Protocol):
     """A bench whose device state can be saved and restored (simulated benches)."""
 
-    def state_dict(self) -> dict[str, np.ndarray]: ...
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The device state as numpy arrays (for checkpoints)."""
+        ...
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None: ...
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        ...
 
 
 @contextmanager

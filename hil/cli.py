@@ -1,117 +1,72 @@
 """The ``hil`` command: train networks on benches and look after benches.
 
-Exit status: 0 on success, 1 when a run failed (instrument fault, non-convergence) or
-``hil bench check`` found a mismatch, 2 for a bad config or bad arguments, 130 when
-interrupted (the bench is left in its safe state and the run can be resumed).
+Exit status: 0 on success, 1 when a run failed (instrument fault, non-convergence, a file
+that cannot be written) or ``hil bench check`` found a mismatch, 2 for a bad config or bad
+arguments, 130 when interrupted (the bench is left in its safe state and the run can be
+resumed).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import logging
 import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 
-import yaml
+from hil.errors import ConfigError, HilError
 
-from hil.errors import ConfigError, HilError, InstrumentError
+log = logging.getLogger("hil")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from hil.config import build_bench, load_config
-    from hil.data import load_dataset
-    from hil.plots import plot_learning_curves
+    from hil.config import load_config
     from hil.progress import ProgressBar
-    from hil.trainer import Trainer
+    from hil.run import Run, default_run_dir
 
     config = load_config(args.config, epochs=args.epochs, seed=args.seed)
-    data = load_dataset(config.data, config.training.seed)
-    config.check_fits(data)
-    run_dir = Path(args.resume or args.out or _default_run_dir(config.name))
-    bench = build_bench(config)
-    try:  # from here on the bench is closed (safe state first) on every way out
-        listeners = [] if args.quiet else [ProgressBar(config.training.epochs)]
-        trainer = Trainer(bench, config.training, data, run_dir, listeners)
-        if args.resume:
-            done = trainer.resume()
-            print(f"resuming {run_dir} after epoch {done}", file=sys.stderr)
-        else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-        if not args.quiet:
-            print(
-                f"{config.name}: {bench.network.describe()}; {len(data.y_train)} train / "
-                f"{len(data.y_test)} test samples of {data.name}; results in {run_dir}",
-                file=sys.stderr,
-            )
-        start = time.perf_counter()
-        history = trainer.fit()
+    run_dir = Path(args.resume or args.out or default_run_dir(config.name))
+    listeners = [] if args.quiet else [ProgressBar()]
+    run = Run(config, run_dir, resume=args.resume is not None, listeners=listeners)
+    try:
+        result = run.execute()
     except KeyboardInterrupt:
-        bench.close()
+        words = run.safe_state.words() if run.safe_state else "no bench was built"
         print(
-            f"\ninterrupted: {_safe_state_words(bench)}; resume with "
-            f"`hil train {args.config} --resume {run_dir}`",
+            f"\ninterrupted: {words}; resume with `hil train {args.config} --resume {run_dir}`",
             file=sys.stderr,
         )
         return 130
-    except InstrumentError as exc:
-        bench.close()
-        reason = f"{exc.reason}; {_safe_state_words(bench)}"
-        raise InstrumentError(exc.instrument, exc.command, reason) from exc
-    finally:
-        bench.close()
-    _write_metrics_csv(history, run_dir / "metrics.csv")
-    plot_learning_curves(history, run_dir / "curves.png", f"{config.name}: EqProp on {data.name}")
-    last = history[-1]
-    summary = {
-        "config": str(args.config),
-        "run_dir": str(run_dir),
-        "epochs": last.epoch,
-        "test_accuracy": last.test_accuracy,
-        "train_accuracy": last.train_accuracy,
-        "test_loss": last.test_loss,
-        "pulses": int(sum(m.pulses for m in history)),
-        "pulses_refused": int(sum(m.pulses_refused for m in history)),
-        "reads": int(sum(m.reads for m in history)),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    summary = {"config": str(args.config), **result.summary()}
     if args.json:
         print(json.dumps(summary))
     else:
         print(
-            f"test accuracy {100 * last.test_accuracy:.2f}% after {last.epoch} epochs; "
-            f"curves in {run_dir / 'curves.png'}"
+            f"test accuracy {100 * summary['test_accuracy']:.2f}% after {summary['epochs']} "
+            f"epochs; curves in {run_dir / 'curves.png'}"
         )
     return 0
 
 
-def _safe_state_words(bench: object) -> str:
-    """What the user should know about the bench after a failed or interrupted run."""
-    unconfirmed = getattr(bench, "unconfirmed_safe", ())
-    if unconfirmed:
-        names = ", ".join(unconfirmed)
-        return f"could NOT confirm the safe state of {names}: switch their outputs off by hand"
-    return "bench left in its safe state"
-
-
 def _bench_check(args: argparse.Namespace) -> int:
     """``hil bench check CONFIG``: one table row per check; 1 on any mismatch or skip."""
-    from hil.config import build_bench_for_check, load_config
+    from rich.console import Console
+    from rich.table import Table
+
+    from hil.composition import build_check_bench, check_bench
+    from hil.config import load_config
 
     config = load_config(args.config)
-    bench = build_bench_for_check(config)
+    bench = build_check_bench(config)
     try:
-        rows = bench.check()
+        rows = check_bench(bench)
     finally:
         bench.close()
-    header = ("instrument", "check", "expected", "found", "status")
-    table = [header, *[(r.instrument, r.item, r.expected, r.found, r.status) for r in rows]]
-    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
-    for line in table:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    table = Table("instrument", "check", "expected", "found", "status", box=None)
+    for r in rows:
+        table.add_row(r.instrument, r.item, r.expected, r.found, r.status)
+    # wide enough that a row never wraps in a log file; a terminal uses its own width
+    Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
     failed = [r for r in rows if r.ok is False]
     skipped = [r for r in rows if r.ok is None]
     verdict = f"{len(failed)} mismatch(es)" if failed else "bench matches its config"
@@ -121,16 +76,13 @@ def _bench_check(args: argparse.Namespace) -> int:
     return 1 if failed or skipped else 0
 
 
-def _default_run_dir(name: str) -> Path:
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+def _configs(args: argparse.Namespace) -> int:
+    """``hil configs``: the shipped configs, one per line."""
+    from hil.config.loading import shipped_configs
 
-
-def _write_metrics_csv(history: list, path: Path) -> None:
-    rows = [asdict(m) for m in history]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    for name in shipped_configs():
+        print(name)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,16 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train analog memristor networks with Equilibrium Propagation on "
         "simulated, emulated or physical benches.",
     )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    parser.add_argument("-q", "--quiet-logs", action="store_true", help="only log errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = (
+        "run config: a YAML file, or the name of a shipped config (see `hil configs`), "
+        "e.g. sim-digits"
+    )
     train = sub.add_parser(
         "train",
         help="train a network on the bench a config describes",
         description="Train with EqProp on the bench of CONFIG, showing progress; writes "
-        "metrics.json, metrics.csv, curves.png and checkpoint.npz to the run directory.",
+        "config.yaml, metrics.json, metrics.csv, curves.png and checkpoint.npz to the run "
+        "directory.",
     )
-    train.add_argument(
-        "config", type=Path, help="run config (YAML), e.g. bench_configs/sim-digits.yaml"
-    )
+    train.add_argument("config", help=config_help)
     train.add_argument("--epochs", type=int, help="override training.epochs")
     train.add_argument("--seed", type=int, help="override training.seed")
     train.add_argument("--out", type=Path, help="run directory (default runs/NAME-TIME)")
@@ -161,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=_train)
+
+    configs = sub.add_parser(
+        "configs",
+        help="list the configs shipped with the package",
+        description="List the shipped configs; `hil train NAME` accepts any of them.",
+    )
+    configs.set_defaults(func=_configs)
 
     bench = sub.add_parser(
         "bench",
@@ -177,17 +143,34 @@ def build_parser() -> argparse.ArgumentParser:
         "status 0 when everything matches, 1 on any mismatch or unreachable instrument, "
         "2 for a bad config.",
     )
-    check.add_argument(
-        "config", type=Path, help="run config (YAML), e.g. bench_configs/emulated-lab.yaml"
-    )
+    check.add_argument("config", help=config_help)
     check.set_defaults(func=_bench_check)
     return parser
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Log to standard error: warnings by default, ``-v`` info, ``-vv`` debug, ``-q`` errors."""
+    level = (
+        logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    )
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:  # main() called again in one process (tests, notebooks)
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(_handler)
+    root.setLevel(level)
+
+
+_handler: logging.Handler | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hil`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose, args.quiet_logs)
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -195,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except HilError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a run directory that cannot be written: one line, the path
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

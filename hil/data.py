@@ -73,10 +73,12 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
+        """Features per sample."""
         return self.x_train.shape[1]
 
     @property
     def n_classes(self) -> int:
+        """Classes (the largest label plus one)."""
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
 
@@ -88,8 +90,8 @@ def load_dataset(config: DataConfig, seed: int = 0) -> Dataset:
         data = _idx(config)
     return Dataset(
         data.name,
-        *_limit(data.x_train, data.y_train, config.train_limit, seed),
-        *_limit(data.x_test, data.y_test, config.test_limit, seed),
+        *_limit(data.x_train, data.y_train, config.train_limit, seed, "train_limit"),
+        *_limit(data.x_test, data.y_test, config.test_limit, seed, "test_limit"),
     )
 
 
@@ -110,18 +112,20 @@ def _digits(config: DataConfig, seed: int) -> Dataset:
 
 
 def _limit(
-    x: np.ndarray, y: np.ndarray, limit: int | None, seed: int
+    x: np.ndarray, y: np.ndarray, limit: int | None, seed: int, field: str
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` samples of a seeded stratified subsample, in their original order."""
     if limit is None or limit >= len(y):
         return x, y
-    # Keep class proportions: take the first samples of a seeded per-class interleave.
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(y))
-    rank = np.empty(len(y))
-    for label in np.unique(y):
-        members = order[y[order] == label]
-        rank[members] = np.arange(len(members)) / len(members)
-    keep = np.sort(np.argsort(rank, kind="stable")[:limit])
+    from sklearn.model_selection import train_test_split
+
+    try:
+        keep, _ = train_test_split(
+            np.arange(len(y)), train_size=limit, stratify=y, random_state=seed
+        )
+    except ValueError as exc:  # fewer samples than classes, or a class of one
+        raise ConfigError(f"data.{field} = {limit} cannot keep every class: {exc}") from None
+    keep = np.sort(keep)
     return x[keep], y[keep]
 
 

@@ -23,14 +23,12 @@ current would apply them. Gradients are returned with respect to ``g = G / g_ref
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from hil.bench import Bench, Measurement
 from hil.errors import ConfigError
-
-Variant = Literal["centered", "positive", "negative"]
+from hil.vocabulary import VARIANTS, Variant
 
 
 @dataclass(frozen=True)
@@ -76,10 +74,8 @@ class EqProp:
     ) -> None:
         if beta <= 0:
             raise ConfigError(f"beta must be > 0, got {beta}")
-        if variant not in ("centered", "positive", "negative"):
-            raise ConfigError(
-                f"variant must be 'centered', 'positive' or 'negative', got {variant!r}"
-            )
+        if variant not in VARIANTS:
+            raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         self.beta = beta
         self.variant = variant
         self.target_amplitude = target_amplitude

@@ -50,7 +50,3 @@ class InstrumentError(HilError, RuntimeError):
         self.reason = reason
         where = f" during {command!r}" if command else ""
         super().__init__(f"{instrument}{where}: {reason}")
-
-
-class LeaseError(HilError, RuntimeError):
-    """The bench is leased by another run or client."""

@@ -36,12 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hil.errors import ConfigError
-
-# Physical constants as ngspice 39 uses them (src/include/ngspice/const.h), so that the
-# native solver and SPICE agree on the thermal voltage to the last digit.
-BOLTZMANN = 1.38064852e-23  # J/K
-ELECTRON_CHARGE = 1.6021766208e-19  # C
-ZERO_CELSIUS = 273.15  # K
+from hil.vocabulary import BOLTZMANN, ELEMENTARY_CHARGE, ZERO_CELSIUS, DiodeModel
 
 
 class DiodeSpec(BaseModel):
@@ -54,7 +49,7 @@ class DiodeSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["ideal", "shockley"] = "ideal"
+    model: DiodeModel = "ideal"
     v_low: float = Field(-1.0, description="bias source of the lower clamp (V)")
     v_high: float = Field(1.0, description="bias source of the upper clamp (V)")
     saturation_current: float = Field(1e-14, ge=1e-28, description="I_s (A), >= 1e-28 as in SPICE")
@@ -72,7 +67,7 @@ class DiodeSpec(BaseModel):
     def thermal_voltage(self) -> float:
         """``n * k T / q`` in volts."""
         kelvin = self.temperature_c + ZERO_CELSIUS
-        return self.ideality * BOLTZMANN * kelvin / ELECTRON_CHARGE
+        return self.ideality * BOLTZMANN * kelvin / ELEMENTARY_CHARGE
 
 
 class NetworkSpec(BaseModel):
@@ -152,14 +147,17 @@ class Tile:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the tile."""
         return (len(self.row_nodes), len(self.col_nodes))
 
     @property
     def size(self) -> int:
+        """Devices on the tile."""
         return len(self.row_nodes) * len(self.col_nodes)
 
     @property
     def devices(self) -> slice:
+        """The tile's device ids, as a slice of the network's."""
         return slice(self.first_device, self.first_device + self.size)
 
 
@@ -217,14 +215,16 @@ class Network:
             self.layers.append(
                 Layer(t, nodes, "hidden" if is_hidden else "output", weight, amplified)
             )
-            if amplified:
+            if amplified and gain is not None:
                 weight /= gain**2
-            prev_nodes, prev_gain = nodes, (gain if amplified else 1.0)
+                prev_nodes, prev_gain = nodes, gain
+            else:
+                prev_nodes, prev_gain = nodes, 1.0
         self.n_nodes = start
         self.n_devices = first_device
         self.output_nodes = self.layers[-1].nodes
-        self.hidden_nodes = np.concatenate([lay.nodes for lay in self.layers[:-1]] or [[]])
-        self.hidden_nodes = self.hidden_nodes.astype(int)
+        hidden = [lay.nodes for lay in self.layers[:-1]]
+        self.hidden_nodes = np.concatenate(hidden).astype(int) if hidden else np.zeros(0, int)
 
     # --- devices ------------------------------------------------------------------------
     @property
@@ -286,10 +286,12 @@ class Network:
     # --- encodings ----------------------------------------------------------------------
     @property
     def n_input_sources(self) -> int:
+        """Input voltage sources (``+x`` and ``-x``: twice the inputs)."""
         return len(self.input_nodes)
 
     @property
     def n_output_nodes(self) -> int:
+        """Output nodes (two per class)."""
         return len(self.output_nodes)
 
     def encode_inputs(self, x: np.ndarray) -> np.ndarray:

@@ -1,22 +1,26 @@
-"""Learning-curve plots (PNG), drawn with matplotlib's non-interactive backend."""
+"""Learning-curve plots (PNG), drawn with matplotlib's object API.
+
+Figures are made with :class:`matplotlib.figure.Figure` directly, not through pyplot, so
+no backend is selected globally and nothing is drawn on a user's screen.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from hil.trainer import EpochMetrics  # noqa: E402
+from hil.events import EpochMetrics
+from hil.run_files import atomic_write
 
 
-def plot_learning_curves(history: list[EpochMetrics], path: Path, title: str = "") -> Path:
+def plot_learning_curves(history: Sequence[EpochMetrics], path: Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and test, side by side; returns the path."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [m.epoch for m in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [m.train_loss for m in history], "o-", label="train")
     ax_loss.plot(epochs, [m.test_loss for m in history], "s-", label="test")
     ax_loss.set(xlabel="epoch", ylabel="loss (V$^2$)", title="squared error")
@@ -30,6 +34,4 @@ def plot_learning_curves(history: list[EpochMetrics], path: Path, title: str = "
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))

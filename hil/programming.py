@@ -37,8 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from hil.bench import Bench, PulseCalibration, PulseReport, PulseRequest
-
-Strategy = Literal["open_loop", "sign", "write_verify"]
+from hil.vocabulary import Strategy
 
 
 class ProgrammingConfig(BaseModel):
@@ -274,6 +273,7 @@ class OpenLoopProgrammer(Programmer):
     strategy = "open_loop"
 
     def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+        """See :meth:`Programmer.apply` and the module docstring."""
         g = self.estimate()
         target = np.clip(g + delta_g, *self.bench.network.g_bounds)
         plan = plan_open_loop(
@@ -304,6 +304,7 @@ class SignProgrammer(Programmer):
     strategy = "sign"
 
     def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+        """See :meth:`Programmer.apply` and the module docstring."""
         g = self.estimate()
         g_min, g_max = self.bench.network.g_bounds
         target = np.clip(g + delta_g, g_min, g_max)
@@ -365,6 +366,7 @@ class WriteVerifyProgrammer(Programmer):
         return self.g_target
 
     def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+        """See :meth:`Programmer.apply` and the module docstring."""
         g = self.estimate()
         target = self._targets()
         target += delta_g
@@ -517,6 +519,7 @@ class WriteVerifyProgrammer(Programmer):
         self._targets()
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """The estimate, the targets, the failure streaks and the retired devices."""
         state = super().state_dict()
         state["g_target"] = self._targets().copy()
         state["failures"] = self.failures.copy()
@@ -524,6 +527,7 @@ class WriteVerifyProgrammer(Programmer):
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict`."""
         super().load_state_dict(state)
         self.g_target = np.array(state["g_target"], dtype=float)
         self.failures = np.array(state["failures"], dtype=np.int64)

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol, get_args
 
 import numpy as np
 from pydantic import ValidationError
@@ -30,20 +30,27 @@ from hil.bench import (
     PulseCalibration,
     PulseReport,
     PulseRequest,
+    SafeStateReport,
     SafetyLimits,
+    check_settle_args,
 )
-from hil.errors import ConfigError, SafetyError
+from hil.errors import ConfigError, InstrumentError, SafetyError
 from hil.network import Network
+from hil.vocabulary import (
+    MEASURED_PRESETS,
+    DevicePreset,
+    EngineName,
+    FlaggedSamples,
+    PulseScheme,
+)
 from simulators.circuit import Circuit
 from simulators.converters import Converters
-from simulators.crossbar_scheme import SCHEMES, Scheme, disturb_exposure
+from simulators.crossbar_scheme import check_scheme, disturb_exposure
 from simulators.devices import DeviceArray, DeviceModel, MeasuredModel, preset
 from simulators.devices.presets import ENODE_FILES, TAOX_FILES, ideal
 from simulators.native import NativeSolver, Solution
 
 log = logging.getLogger(__name__)
-
-EngineName = Literal["native", "spice"]
 
 #: Smallest width of a device's own range, as a fraction of the network's (see DeviceArray).
 MIN_DEVICE_SPAN = 0.01
@@ -57,9 +64,14 @@ class Engine(Protocol):
         sources: np.ndarray,
         nudges: np.ndarray | None = None,
         initial: list[np.ndarray] | None = None,
-    ) -> Solution: ...
+    ) -> Solution:
+        """Settle a batch: source voltages (B, n_sources) V, output nudges (B, n_out) A,
+        optionally from an initial guess of every layer's node voltages."""
+        ...
 
-    def update_conductances(self, device_ids: np.ndarray | None = None) -> None: ...
+    def update_conductances(self, device_ids: np.ndarray | None = None) -> None:
+        """Take the circuit's new conductances of these devices (all when None)."""
+        ...
 
 
 def make_engine(name: EngineName, circuit: Circuit) -> Engine:
@@ -81,7 +93,7 @@ def ideal_device(g_bounds: tuple[float, float], n_states: int = 1000) -> DeviceM
 
 
 def build_device_model(
-    name: str,
+    name: DevicePreset,
     g_bounds: tuple[float, float],
     *,
     n_states: int = 1000,
@@ -94,7 +106,7 @@ def build_device_model(
 
     Parameters
     ----------
-    name : str
+    name : DevicePreset
         A preset of :data:`simulators.devices.PRESETS` (``ideal``, ``reram``, ``ecram``,
         ``taox_measured``, ``enode_measured``) or ``measured`` for any pair of tables.
     g_bounds : (float, float)
@@ -125,7 +137,7 @@ def build_device_model(
         model = MeasuredModel(
             file_increasing=Path(file_increasing), file_decreasing=Path(file_decreasing)
         )
-    elif name in ("taox_measured", "enode_measured"):
+    elif name in MEASURED_PRESETS:
         if data_dir is None:
             files = TAOX_FILES if name == "taox_measured" else ENODE_FILES
             raise ConfigError(f"the {name!r} device needs data_dir, the folder of {files}")
@@ -185,6 +197,10 @@ class SimulatedBench:
     clip_device_bounds : bool
         Clip every device's own bounds into the network's ``[g_min, g_max]`` (device-to-device
         bound spread otherwise lets some devices leave the range the network specifies).
+    flagged_samples : ``"record"`` or ``"raise"``
+        What a settle does when the ADC overflows: ``record`` it in the Measurement's
+        ``overflow`` array, or ``raise`` an :class:`~hil.errors.InstrumentError` naming the
+        nodes. (``compliance`` is always all False: the simulation has no compliance model.)
 
     Attributes
     ----------
@@ -204,15 +220,21 @@ class SimulatedBench:
         pulse_amplitude_v: float | None = None,
         pulse_width_s: float | None = None,
         device: DeviceModel | None = None,
-        scheme: Scheme = "V/2",
+        scheme: PulseScheme = "V/2",
         converters: Converters | None = None,
         clip_device_bounds: bool = True,
+        flagged_samples: FlaggedSamples = "record",
     ) -> None:
-        if scheme not in SCHEMES:
-            raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+        check_scheme(scheme)
+        if flagged_samples not in get_args(FlaggedSamples):
+            raise ConfigError(
+                f"flagged_samples must be one of {', '.join(get_args(FlaggedSamples))}, got "
+                f"{flagged_samples!r}"
+            )
         self.network = network
         self.limits = limits or SafetyLimits()
-        self.scheme: Scheme = scheme
+        self.scheme: PulseScheme = scheme
+        self.flagged_samples: FlaggedSamples = flagged_samples
         g_min, g_max = network.g_bounds
         model = ideal_device(network.g_bounds, n_states) if device is None else device
         if model.bounds() != (float(g_min), float(g_max)):
@@ -298,34 +320,46 @@ class SimulatedBench:
     def settle(self, inputs: np.ndarray, nudges: np.ndarray | None = None) -> Measurement:
         """Apply inputs (B, 2*inputs) V and nudges (B, 2*classes) A; measure equilibrium.
 
-        The inputs pass through the DAC, the measured node voltages through the ADC.
+        The inputs pass through the DAC, the measured node voltages through the ADC; the
+        Measurement's ``overflow`` marks the readings that saturated the ADC.
+
+        Raises
+        ------
+        SafetyError
+            If the arguments are not of shape (B, 2*inputs) and (B, 2*classes) or exceed
+            the limits (:func:`hil.bench.check_settle_args`); nothing was applied.
+        InstrumentError
+            With ``flagged_samples="raise"``, if any reading overflowed the ADC (after the
+            settle: the inputs were applied).
         """
-        inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
         net = self.network
-        if inputs.shape[1] != net.n_input_sources:
-            raise SafetyError(
-                f"inputs must have shape (batch, {net.n_input_sources}), got {inputs.shape};"
-                " nothing was applied"
-            )
-        if nudges is not None:
-            nudges = np.atleast_2d(np.asarray(nudges, dtype=float))
-            if nudges.shape != (len(inputs), net.n_output_nodes):
-                raise SafetyError(
-                    f"nudges must have shape ({len(inputs)}, {net.n_output_nodes}), got "
-                    f"{nudges.shape}; nothing was applied"
-                )
-            self.limits.check_nudges(nudges)
-        self.limits.check_inputs(inputs)
+        inputs, nudges_a = check_settle_args(net, self.limits, inputs, nudges)
         driven = self.converters.drive(inputs)
-        self.applied_inputs, self.applied_nudges = (
-            driven[-1],
-            (nudges[-1] if nudges is not None else np.zeros(net.n_output_nodes)),
-        )
+        self.applied_inputs, self.applied_nudges = driven[-1], nudges_a[-1]
         sources = self.circuit.source_voltages(driven)
-        solution = self.engine.solve(sources, nudges, self._warm_start(driven))
+        # The engines take None for the free phase (no nudge sources to stamp).
+        solution = self.engine.solve(
+            sources, None if nudges is None else nudges_a, self._warm_start(driven)
+        )
         self._last = (driven, solution)
-        voltages = self.circuit.node_voltages(sources, solution.layers)
-        return Measurement.from_voltages(net, self.converters.measure(voltages))
+        voltages, overflow = self.converters.measure(
+            self.circuit.node_voltages(sources, solution.layers)
+        )
+        if self.flagged_samples == "raise" and overflow.any():
+            raise InstrumentError("ADC", "settle", self._overflow_reason(overflow))
+        return Measurement.from_voltages(net, voltages, overflow=overflow)
+
+    def _overflow_reason(self, overflow: np.ndarray) -> str:
+        samples, nodes = np.nonzero(overflow)
+        shown = ", ".join(str(n) for n in np.unique(nodes)[:10])
+        more = " ..." if np.unique(nodes).size > 10 else ""
+        return (
+            f"{samples.size} node voltage(s) outside the ADC full scale of "
+            f"±{self.converters.adc_full_scale_v:g} V (nodes {shown}{more}; "
+            f"{np.unique(samples).size} of {len(overflow)} samples); widen "
+            "converters.adc_full_scale_v or lower the inputs, or set flagged_samples: record "
+            "to get the flags in the Measurement instead"
+        )
 
     def _warm_start(self, inputs: np.ndarray) -> list[np.ndarray] | None:
         # Nudged phases re-settle the inputs of the free phase: start from its equilibrium.
@@ -408,12 +442,14 @@ class SimulatedBench:
             raise SafetyError(f"device ids must be in [0, {self.network.n_devices})")
         return self.devices.read(ids)
 
-    def safe_state(self) -> None:
-        """All inputs to 0 V and nudges to 0 A."""
+    def safe_state(self) -> SafeStateReport:
+        """All inputs to 0 V and nudges to 0 A; a simulation always confirms it."""
         self.applied_inputs = np.zeros(self.network.n_input_sources)
         self.applied_nudges = np.zeros(self.network.n_output_nodes)
+        return SafeStateReport()
 
     def close(self) -> None:
+        """Go to the safe state; a simulated bench holds no other resource."""
         self.safe_state()
 
     # --- device state ---------------------------------------------------------------------

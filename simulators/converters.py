@@ -11,8 +11,8 @@ Coding
 Both converters are bipolar, two's complement, over ``[-full_scale, +full_scale)``:
 ``N`` bits give codes ``-2**(N-1) .. 2**(N-1) - 1`` and an LSB of ``full_scale / 2**(N-1)``
 (V); a voltage reads as ``clip(round(V / LSB), codes) * LSB``, so 0 V is exact and a value
-beyond full scale saturates at the end code (the ADC counts those readings in
-``adc_overflows``). The ADC adds Gaussian noise of ``adc_noise_v`` (V, rms) before it
+beyond full scale saturates at the end code (the ADC flags those readings, and counts them
+in ``adc_overflows``). The ADC adds Gaussian noise of ``adc_noise_v`` (V, rms) before it
 quantises; with no bits it adds the noise only.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 from hil.errors import ConfigError
 
 
-def quantise(values: np.ndarray, bits: int, full_scale_v: float) -> tuple[np.ndarray, int]:
+def quantise(values: np.ndarray, bits: int, full_scale_v: float) -> tuple[np.ndarray, np.ndarray]:
     """Round voltages to the codes of a bipolar ``bits``-bit converter.
 
     Parameters
@@ -40,14 +40,14 @@ def quantise(values: np.ndarray, bits: int, full_scale_v: float) -> tuple[np.nda
 
     Returns
     -------
-    (ndarray, int)
-        The quantised voltages (V), same shape as ``values``, and how many of them saturated
-        at an end code.
+    (ndarray, ndarray of bool)
+        The quantised voltages (V), same shape as ``values``, and which of them saturated
+        at an end code (same shape).
     """
     lsb = full_scale_v / 2 ** (bits - 1)
     codes = np.rint(np.asarray(values, dtype=float) / lsb)
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    saturated = int(np.count_nonzero((codes < low) | (codes > high)))
+    saturated = (codes < low) | (codes > high)
     return np.clip(codes, low, high) * lsb, saturated
 
 
@@ -120,19 +120,31 @@ class Converters:
         """Voltages the DAC outputs for the requested ones (V), same shape."""
         if self.dac_bits is None:
             return np.asarray(volts, dtype=float)
-        out, _ = quantise(volts, self.dac_bits, self.dac_full_scale_v)
+        out, _ = quantise(volts, self.dac_bits, self.dac_full_scale_v)  # a DAC clips silently
         return out
 
-    def measure(self, volts: np.ndarray) -> np.ndarray:
-        """What the ADC reads for true voltages (V), same shape: noise, then quantisation."""
+    def measure(self, volts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the ADC reads for true voltages: noise, then quantisation.
+
+        Parameters
+        ----------
+        volts : ndarray of float, any shape
+            The true voltages (V).
+
+        Returns
+        -------
+        (ndarray, ndarray of bool)
+            The readings (V) and which of them overflowed (saturated at the full scale),
+            both of the shape of ``volts``. An ADC without bits never overflows.
+        """
         volts = np.asarray(volts, dtype=float)
         if self.adc_noise_v > 0.0:
             volts = volts + self.adc_noise_v * self._rng.standard_normal(volts.shape)
         if self.adc_bits is None:
-            return volts
+            return volts, np.zeros(volts.shape, dtype=bool)
         out, saturated = quantise(volts, self.adc_bits, self.adc_full_scale_v)
-        self.adc_overflows += saturated
-        return out
+        self.adc_overflows += int(np.count_nonzero(saturated))
+        return out, saturated
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The noise stream and the overflow counter (numpy arrays, for checkpoints)."""

@@ -27,14 +27,11 @@ excluding the pulses meant for the device itself. A ``DeviceArray`` then applies
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from hil.errors import ConfigError
-
-Scheme = Literal["V/2", "V/3"]
-SCHEMES: tuple[Scheme, ...] = ("V/2", "V/3")
+from hil.vocabulary import PULSE_SCHEMES, PulseScheme
 
 
 @dataclass(frozen=True)
@@ -79,9 +76,10 @@ def _check_shape(shape: tuple[int, int]) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def _check_scheme(scheme: str) -> None:
-    if scheme not in SCHEMES:
-        raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+def check_scheme(scheme: str) -> None:
+    """Raise ConfigError unless ``scheme`` is one of :data:`hil.vocabulary.PULSE_SCHEMES`."""
+    if scheme not in PULSE_SCHEMES:
+        raise ConfigError(f"scheme must be one of {', '.join(PULSE_SCHEMES)}, got {scheme!r}")
 
 
 def _check_selection(
@@ -100,7 +98,7 @@ def _check_selection(
 
 
 def line_voltages(
-    shape: tuple[int, int], row: int, col: int, voltage_v: float, scheme: Scheme = "V/2"
+    shape: tuple[int, int], row: int, col: int, voltage_v: float, scheme: PulseScheme = "V/2"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Voltages on the row and column lines to pulse device ``(row, col)``.
 
@@ -121,7 +119,7 @@ def line_voltages(
         Row-line voltages, shape (rows,), and column-line voltages, shape (cols,) (V).
     """
     n_rows, n_cols = _check_shape(shape)
-    _check_scheme(scheme)
+    check_scheme(scheme)
     r, c = _check_selection((n_rows, n_cols), row, col)
     idle = 0.0 if scheme == "V/2" else voltage_v / 6.0
     v_rows = np.full(n_rows, -idle)
@@ -136,7 +134,7 @@ def device_voltages(
     row: int | np.ndarray,
     col: int | np.ndarray,
     voltage_v: float | np.ndarray,
-    scheme: Scheme = "V/2",
+    scheme: PulseScheme = "V/2",
 ) -> np.ndarray:
     """Voltage across every device of the tile, for one or several selected devices.
 
@@ -163,7 +161,7 @@ def device_voltages(
     ``V (2a - 1) / 3``.
     """
     n_rows, n_cols = _check_shape(shape)
-    _check_scheme(scheme)
+    check_scheme(scheme)
     scalar = np.ndim(row) == 0 and np.ndim(col) == 0
     rows, cols = _check_selection((n_rows, n_cols), row, col)
     volts = np.broadcast_to(np.asarray(voltage_v, dtype=float), rows.shape)
@@ -181,7 +179,7 @@ def disturb_exposure(
     cols: np.ndarray,
     counts: np.ndarray,
     voltage_v: float,
-    scheme: Scheme = "V/2",
+    scheme: PulseScheme = "V/2",
 ) -> DisturbExposure:
     """Half-select pulses every device receives while a list of devices is programmed.
 
@@ -211,7 +209,7 @@ def disturb_exposure(
     ``T - R_i - C_j + S_ij`` have the opposite polarity.
     """
     n_rows, n_cols = _check_shape(shape)
-    _check_scheme(scheme)
+    check_scheme(scheme)
     r, c = _check_selection((n_rows, n_cols), rows, cols)
     signed = np.asarray(counts)
     if signed.shape != r.shape or not np.issubdtype(signed.dtype, np.integer):

@@ -7,7 +7,9 @@ from typing import Any
 
 from drivers.lab_bench import LabBench
 from hil.bench import Bench
-from hil.config import RunConfig, build_bench
+from hil.composition import build_bench, build_simulated_bench
+from hil.config import RunConfig
+from hil.network import Network
 from tests.networks import small_spec
 
 FAST = 0.5  # s: instrument timeout of the test labs, so that fault tests stay quick
@@ -99,4 +101,5 @@ def small_lab(seed: int = 11, bench: dict[str, Any] | None = None, **spec: Any) 
 def simulated_twin(config: RunConfig) -> Bench:
     """The simulated bench an emulated lab's physics is: same network, same seed."""
     assert config.bench.kind == "lab" and config.bench.emulate is not None
-    return build_bench(config.model_copy(update={"bench": config.bench.emulate.physics}))
+    physics = config.bench.emulate.physics
+    return build_simulated_bench(Network(config.network), physics, config.training.seed)

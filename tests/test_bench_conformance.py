@@ -1,16 +1,20 @@
 """One contract, every bench: same inputs, same shapes, same safety behaviour.
 
-Each factory builds a bench realising ``small_spec()``; benches added later (SPICE engine,
-emulated lab) join the list and must pass the same tests.
+Each factory builds a bench realising ``small_spec()``; a bench added later joins
+``BENCH_FACTORIES`` and must pass the same tests, all written against the Bench protocol.
+A factory may also name an independent observer of the bench's physical state (the
+emulators' own view of their outputs), which the safe-state tests consult as well.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from drivers.lab_bench import LabBench
-from hil.bench import Bench, PulseRequest, SafetyLimits, in_safe_hands
+from hil.bench import Bench, PulseRequest, SafeStateReport, SafetyLimits, in_safe_hands
 from hil.errors import SafetyError
 from hil.network import Network
 from simulators.bench import SimulatedBench
@@ -35,11 +39,37 @@ def emulated_lab_bench() -> LabBench:
 BENCH_FACTORIES = {"native": native_bench, "spice": spice_bench, "emulated-lab": emulated_lab_bench}
 
 
+def sources_at_zero(bench: SimulatedBench) -> bool:
+    return not bench.applied_inputs.any() and not bench.applied_nudges.any()
+
+
+def emulators_safe(bench: LabBench) -> bool:
+    return bench.emulator.is_safe()
+
+
+#: Independent views of "nothing is applied" (optional per bench).
+SAFE_OBSERVERS: dict[str, Callable] = {
+    "native": sources_at_zero,
+    "spice": sources_at_zero,
+    "emulated-lab": emulators_safe,
+}
+
+
 @pytest.fixture(params=sorted(BENCH_FACTORIES))
-def bench(request) -> Bench:
-    b = BENCH_FACTORIES[request.param]()
+def bench_name(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def bench(bench_name) -> Bench:
+    b = BENCH_FACTORIES[bench_name]()
     yield b
     b.close()
+
+
+@pytest.fixture
+def observe_safe(bench_name) -> Callable[[Bench], bool]:
+    return SAFE_OBSERVERS.get(bench_name, lambda _: True)
 
 
 def inputs_for(bench: Bench, batch: int = 3) -> np.ndarray:
@@ -116,11 +146,25 @@ def test_settle_out_of_limits_is_refused(bench):
         bench.settle(nan)
 
 
-def test_safe_state_on_error(bench):
+@pytest.mark.parametrize(
+    "shape", [(1, 2, 12), (12,), (0, 12), (2, 11)], ids=["3-D", "1-D", "empty", "narrow"]
+)
+def test_settle_of_a_wrong_shape_is_refused_and_changes_nothing(bench, observe_safe, shape):
+    bench.settle(inputs_for(bench))
+    before = bench.read_conductances()
+    bench.safe_state()
+    assert bench.network.n_input_sources == 12  # the shapes above are for small_spec()
+    with pytest.raises(SafetyError, match=r"inputs must have shape \(batch, 12\)"):
+        bench.settle(np.full(shape, 0.1))
+    assert observe_safe(bench)  # nothing was applied, nothing re-armed
+    np.testing.assert_array_equal(bench.read_conductances(), before)
+
+
+def test_safe_state_on_error(bench, observe_safe):
     with pytest.raises(RuntimeError), in_safe_hands(bench):
         bench.settle(inputs_for(bench))
         raise RuntimeError("boom")
-    if isinstance(bench, SimulatedBench):
-        assert not bench.applied_inputs.any() and not bench.applied_nudges.any()
-    if isinstance(bench, LabBench):
-        assert bench.emulator.is_safe() and bench.unconfirmed_safe == ()
+    assert observe_safe(bench)
+    report = bench.safe_state()  # idempotent, and says what it confirmed
+    assert isinstance(report, SafeStateReport) and report.confirmed, report.unconfirmed
+    assert observe_safe(bench)

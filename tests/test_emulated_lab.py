@@ -72,7 +72,7 @@ def test_what_the_drivers_set_is_what_the_circuit_sees(config, lab, board, smu1)
         smu1[channel].source_current(current, compliance_voltage=5.0)
         smu1[channel].output_enabled = True
     assert smu1.errors() == []  # a query: the writes before it have been applied
-    hidden = board.read_adcs(list(range(9)))
+    hidden = board.read_adcs(list(range(9))).values
     outputs = [smu1[ch].measure_voltage() for ch in ("smua", "smub")]
 
     expected = twin.settle(inputs[None], nudges[None]).node_voltages[0]
@@ -102,7 +102,7 @@ def test_an_smu_sourcing_an_input_measures_the_current_the_network_draws():
             for ch in ("smua", "smub"):
                 smu0[ch].output_enabled = True
             current = smu0["smua"].measure_current()
-            hidden = board.read_adcs(list(range(9)))
+            hidden = board.read_adcs(list(range(9))).values
     measured = twin.settle(np.array([[1.5, -1.5]]))
     g = twin.read_conductances()
     on_row = np.asarray(net.device_rows) == 0

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import yaml
 
+from drivers.bench_check import check_bench
 from drivers.lab_bench import LabBench
 from hil.bench import PulseRequest, in_safe_hands
 from hil.cli import main
-from hil.config import RunConfig, build_bench, load_config
+from hil.composition import build_bench, build_check_bench, build_trainer
+from hil.config import RunConfig, load_config
+from hil.config.lab import ChannelRef, LabBenchConfig, expand_refs
 from hil.data import Dataset, load_dataset
-from hil.errors import ConfigError
-from hil.lab_config import ChannelRef, LabBenchConfig, expand_refs
+from hil.errors import ConfigError, SafetyError
 from hil.network import Network
-from hil.trainer import Trainer
 from tests.conftest import REPO
 from tests.labs import (
     simulated_twin,
@@ -122,7 +123,36 @@ def test_settle_measures_what_the_simulated_twin_computes(lab):
         got, want = lab.settle(x, nudge), twin.settle(x, nudge)
         np.testing.assert_allclose(got.node_voltages, want.node_voltages, atol=LSB, rtol=1e-5)
         np.testing.assert_allclose(got.drops, want.drops, atol=2 * LSB, rtol=1e-5)
-        assert not got.in_compliance.any()
+        assert not got.flagged.any()
+
+
+def emulator_snapshot(lab: LabBench) -> list:
+    """What every emulated instrument is doing: SMU channel states, board mode and DACs."""
+    emulator = lab.emulator
+    smus = [
+        emulator.smu_state(name, ch)
+        for name, server in emulator.smus.items()
+        for ch in server.model.channels
+    ]
+    boards = [
+        (state.mode, state.dacs.tolist()) for state in map(emulator.board_state, emulator.boards)
+    ]
+    return [*smus, *boards]
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 12), (12,)], ids=["3-D", "1-D"])
+def test_a_settle_of_the_wrong_shape_sends_nothing(lab, shape):
+    x = np.zeros(shape)
+    lab.settle(np.zeros((1, 12)))  # armed and live
+    before, sent = emulator_snapshot(lab), lab.commands_sent
+    with pytest.raises(SafetyError, match=r"inputs must have shape \(batch, 12\)"):
+        lab.settle(x)
+    assert lab.commands_sent == sent and emulator_snapshot(lab) == before
+    assert lab.safe_state().confirmed and lab.emulator.is_safe()
+    sent = lab.commands_sent
+    with pytest.raises(SafetyError, match="nothing was applied"):
+        lab.settle(x)  # from the safe state: the SMUs are not re-armed first
+    assert lab.commands_sent == sent and lab.emulator.is_safe()
 
 
 def test_commands_per_settle_do_not_depend_on_input_or_hidden_channels():
@@ -193,7 +223,7 @@ def test_normal_end_leaves_the_lab_safe_and_the_bench_rearms(lab):
     net = lab.network
     with in_safe_hands(lab):
         lab.settle(batch(net), net.pair_currents(np.full((4, 3), 1e-6)))
-    assert lab.emulator.is_safe() and lab.unconfirmed_safe == ()
+    assert lab.emulator.is_safe() and lab.safe_state().unconfirmed == ()
     lab.settle(batch(net))  # the next operation arms the SMUs again
     state = lab.emulator.smu_state("smu1", "smua")
     assert state.output_on and state.source_mode == "current"
@@ -202,13 +232,28 @@ def test_normal_end_leaves_the_lab_safe_and_the_bench_rearms(lab):
 
 
 # --- hil bench check -------------------------------------------------------------------------
+def test_check_bench_reads_every_tile_and_leaves_the_lab_safe():
+    bench = build_check_bench(small_run_config())
+    try:
+        rows = check_bench(bench, reads_per_tile=3)
+        assert all(row.ok for row in rows), [row for row in rows if not row.ok]
+        identity = [row.instrument for row in rows if row.item == "identity"]
+        assert identity == ["xbar", "smu1", "smu2", "smu3", "smu4"]
+        reads = [row for row in rows if row.item.startswith("device ")]
+        assert len(reads) == 3 * len(bench.network.tiles)
+        assert rows[-1].item == "safe state" and rows[-1].found == "reached"
+        assert bench.emulator.is_safe()
+    finally:
+        bench.close()
+
+
 def test_bench_check_passes_on_the_emulated_lab(capsys):
     assert main(["bench", "check", str(EMULATED)]) == 0
     out = capsys.readouterr()
     assert "bench matches its config" in out.err
-    lines = out.out.splitlines()
+    lines = [line.strip() for line in out.out.splitlines()]  # a table may pad its rows
     assert lines[0].split() == ["instrument", "check", "expected", "found", "status"]
-    assert all(line.rstrip().endswith("ok") for line in lines[1:])
+    assert all(line.endswith("ok") for line in lines[1:])
     assert any(line.startswith("smu10") and "identity" in line for line in lines)
     assert any("device 9639 (tile 1 r65 c19, lines 195,83)" in line for line in lines)
 
@@ -222,7 +267,7 @@ def test_bench_check_reports_each_mismatch_and_exits_1(tmp_path, capsys):
     path.write_text(yaml.safe_dump(raw))
     assert main(["bench", "check", str(path)]) == 1
     out = capsys.readouterr()
-    mismatches = [line for line in out.out.splitlines() if line.endswith("MISMATCH")]
+    mismatches = [line for line in out.out.splitlines() if line.rstrip().endswith("MISMATCH")]
     items = {" ".join(line.split()[1:3]) for line in mismatches}
     assert items == {"DAC channels", "DAC range", "ADC range", "crossbar lines"}
     assert "4 mismatch(es)" in out.err
@@ -252,11 +297,11 @@ def test_short_training_follows_the_simulated_bench():
     twin = build_bench(config.model_copy(update={"bench": physics}))
     lab = build_bench(config)
     try:
-        lab_history = Trainer(lab, config.training, data).fit()
+        lab_history = build_trainer(lab, config.training, data).fit()
         g_lab = lab.read_conductances()
     finally:
         lab.close()
-    sim_history = Trainer(twin, config.training, data).fit()
+    sim_history = build_trainer(twin, config.training, data).fit()
     g_sim = twin.read_conductances()
     assert abs(lab_history[-1].test_accuracy - sim_history[-1].test_accuracy) <= 0.01
     assert abs(lab_history[-1].train_accuracy - sim_history[-1].train_accuracy) <= 0.01
@@ -297,7 +342,7 @@ def test_a_dataset_is_not_needed_to_train_on_a_small_lab():
     bench = small_lab()
     try:
         config = small_run_config().training.model_copy(update={"epochs": 1, "batch_size": 8})
-        history = Trainer(bench, config, data).fit()
+        history = build_trainer(bench, config, data).fit()
         assert history[-1].pulses > 0 and bench.pulse_counts.sum() == history[-1].pulses
         assert bench.emulator.is_safe()
     finally:
@@ -313,7 +358,7 @@ def test_bench_check_reports_unreachable_instruments(tmp_path, capsys):
     path = tmp_path / "lab.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["bench", "check", str(path)]) == 1
-    lines = capsys.readouterr().out.splitlines()
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
     identity = [line for line in lines if " identity " in line]
     assert len(identity) == 11 and all(line.endswith("MISMATCH") for line in identity)
     assert any("cannot open '/dev/does-not-exist'" in line for line in identity)

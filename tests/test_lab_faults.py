@@ -4,7 +4,9 @@ Each fault (a timeout, a lost connection, an error reply or queued error, a comp
 an ADC overflow) must stop the run at the next safe point with an InstrumentError naming the
 instrument, the command and the reason, and leave the lab in its safe state: every SMU output
 off at 0 V, every board idle with its DACs at 0 V. An instrument that cannot be reached is
-reported in ``unconfirmed_safe`` instead of being silently assumed safe.
+named in the safe state's report instead of being silently assumed safe. Under
+``flagged_samples: record`` a compliance trip or an ADC overflow is data instead: the settle
+returns it in the Measurement's ``compliance`` and ``overflow`` arrays.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import pytest
 import yaml
 
 from drivers.lab_bench import LabBench
+from hil.bench import SafeStateReport
 from hil.cli import main
-from hil.config import build_bench
+from hil.composition import build_bench, build_trainer
 from hil.data import Dataset
 from hil.errors import InstrumentError
-from hil.trainer import Trainer
+from hil.events import Event, StepFinished
 from simulators.instruments import EmulatedLab
 from tests.conftest import REPO
 from tests.labs import FAST, small_lab, small_lab_bench_section, small_run_config
@@ -36,19 +39,33 @@ def synthetic_task() -> Dataset:
     return Dataset("synthetic", x[:16], y[:16], x[16:], y[16:])
 
 
-def train_until_fault(bench: LabBench, fault: Fault, after_step: int = 1) -> InstrumentError:
-    """Train on the small lab, inject ``fault`` after a step; return the error it raised."""
+def train_until_fault(
+    bench: LabBench, fault: Fault, after_step: int = 1
+) -> tuple[InstrumentError, SafeStateReport]:
+    """Train on the small lab, inject ``fault`` after a step; return the error it raised
+    and the report of the safe state the trainer then went to."""
     lab: EmulatedLab = bench.emulator
+    reports: list[SafeStateReport] = []
+    safe_state = bench.safe_state
 
-    def inject(event: dict) -> None:
-        if event["type"] == "step" and event["step"] == after_step:
+    def recorded_safe_state() -> SafeStateReport:
+        reports.append(safe_state())
+        return reports[-1]
+
+    def inject(event: Event) -> None:
+        if isinstance(event, StepFinished) and event.step == after_step:
             fault(lab)
 
     config = small_run_config().training.model_copy(update={"epochs": 1, "batch_size": 4})
-    trainer = Trainer(bench, config, synthetic_task(), listeners=[inject])
-    with pytest.raises(InstrumentError) as info:
-        trainer.fit()
-    return info.value
+    trainer = build_trainer(bench, config, synthetic_task(), listeners=[inject])
+    bench.safe_state = recorded_safe_state  # type: ignore[method-assign]
+    try:
+        with pytest.raises(InstrumentError) as info:
+            trainer.fit()
+    finally:
+        del bench.safe_state  # the class's method again
+    assert len(reports) == 1, "the trainer goes to the safe state once, on its way out"
+    return info.value, reports[0]
 
 
 def smus_are_off(lab: EmulatedLab, *, but: str = "") -> bool:
@@ -112,13 +129,13 @@ def test_fault_stops_the_run_in_the_safe_state(name):
     fault, instrument, command, reason = FAULTS[name]
     bench = small_lab()
     try:
-        error = train_until_fault(bench, fault)
+        error, report = train_until_fault(bench, fault)
         lab = bench.emulator
         assert error.instrument == instrument
         assert command in error.command
         assert re.search(reason, error.reason), error.reason
         assert str(error).startswith(f"{instrument} during {error.command!r}: ")
-        assert bench.unconfirmed_safe == ()
+        assert report.confirmed and report.unconfirmed == ()
         assert lab.is_safe(), "every SMU off at 0 V, the board idle with its DACs at 0 V"
     finally:
         bench.close()
@@ -127,11 +144,12 @@ def test_fault_stops_the_run_in_the_safe_state(name):
 def test_a_silent_smu_times_out_and_is_reported_unconfirmed():
     bench = small_lab()
     try:
-        error = train_until_fault(bench, lambda lab: lab.smus["smu1"].stop_answering())
+        error, report = train_until_fault(bench, lambda lab: lab.smus["smu1"].stop_answering())
         lab = bench.emulator
         assert error.instrument == "smu1" and error.command.startswith("smua.source.leveli")
         assert error.reason == f"no reply within {FAST:g} s (timeout)"
-        assert bench.unconfirmed_safe == ("smu1",)  # it never confirmed its outputs off
+        assert report.unconfirmed == ("smu1",)  # it never confirmed its outputs off
+        assert "could NOT confirm the safe state of smu1" in report.words()
         assert smus_are_off(lab, but="smu1") and board_is_safe(lab)
     finally:
         bench.emulator.smus["smu1"].stop_answering(False)
@@ -141,10 +159,10 @@ def test_a_silent_smu_times_out_and_is_reported_unconfirmed():
 def test_a_silent_board_times_out_and_the_smus_are_made_safe():
     bench = small_lab()
     try:
-        error = train_until_fault(bench, lambda lab: lab.boards["xbar"].go_silent())
+        error, report = train_until_fault(bench, lambda lab: lab.boards["xbar"].go_silent())
         assert error.instrument == "xbar" and error.command.startswith("DAC:SET")
         assert error.reason == f"no reply within {FAST:g} s"
-        assert bench.unconfirmed_safe == ("xbar",)
+        assert report.unconfirmed == ("xbar",)
         assert smus_are_off(bench.emulator)
     finally:
         bench.emulator.boards["xbar"].go_silent(False)
@@ -154,30 +172,115 @@ def test_a_silent_board_times_out_and_the_smus_are_made_safe():
 def test_an_unplugged_board_stops_the_run_and_the_smus_are_made_safe():
     bench = small_lab()
     try:
-        error = train_until_fault(bench, lambda lab: lab.boards["xbar"].disconnect())
+        error, report = train_until_fault(bench, lambda lab: lab.boards["xbar"].disconnect())
         assert error.instrument == "xbar"
         assert "DAC:SET" in error.command
         assert "no reply" in error.reason or "port" in error.reason
-        assert bench.unconfirmed_safe == ("xbar",)
+        assert report.unconfirmed == ("xbar",)
         assert smus_are_off(bench.emulator)
     finally:
         bench.close()
 
 
-def test_adc_overflow_is_a_fault_not_a_clipped_reading():
-    section = small_lab_bench_section()
-    # covers the diode clamps [-0.3, 0.5] V (so the bench connects) but not the soft
-    # Shockley clamp, which lets hidden nodes past them
+def overflowing_section(**changes: object) -> dict:
+    """The small lab with an ADC range that the hidden nodes overshoot: it covers the diode
+    clamps [-0.3, 0.5] V (so the bench connects) but not the soft Shockley clamp, which lets
+    hidden nodes past them."""
+    section = small_lab_bench_section(**changes)
     section["emulate"]["boards"]["xbar"]["adc_range"] = [-0.35, 0.55]
-    bench = small_lab(bench=section)
+    return section
+
+
+def some_inputs(bench: LabBench, n: int = 16) -> np.ndarray:
+    net = bench.network
+    return net.encode_inputs(np.random.default_rng(0).uniform(0, 1, (n, net.n_inputs)))
+
+
+def test_adc_overflow_is_a_fault_not_a_clipped_reading():
+    bench = small_lab(bench=overflowing_section())
+    try:
+        with pytest.raises(InstrumentError, match=r"ADC overflow on channel\(s\) \[") as info:
+            bench.settle(some_inputs(bench))
+        assert info.value.instrument == "xbar" and info.value.command.startswith("ADC:READ")
+        assert bench.safe_state().confirmed
+        assert bench.emulator.is_safe()
+    finally:
+        bench.close()
+
+
+# --- flagged_samples: record ---------------------------------------------------------------
+def test_recorded_adc_overflow_flags_the_hidden_nodes_and_carries_on():
+    bench = small_lab(bench=overflowing_section(flagged_samples="record"))
     try:
         net = bench.network
-        x = net.encode_inputs(np.random.default_rng(0).uniform(0, 1, (16, net.n_inputs)))
-        with pytest.raises(InstrumentError, match=r"ADC overflow on channel\(s\) \[") as info:
-            bench.settle(x)
-        assert info.value.instrument == "xbar" and info.value.command.startswith("ADC:READ")
-        bench.safe_state()
-        assert bench.emulator.is_safe()
+        x = some_inputs(bench)
+        m = bench.settle(x)
+        assert bench.samples_settled == len(x)
+        assert m.overflow.any() and m.flagged.any() and not m.compliance.any()
+        hidden = np.zeros(net.n_nodes, dtype=bool)
+        hidden[net.hidden_nodes] = True
+        assert not m.overflow[:, ~hidden].any()  # only measured hidden nodes overflow
+        # an overflowed reading is the ADC range end, every other is within it
+        lo, hi = -0.35, 0.55
+        v = m.node_voltages[:, hidden]
+        at_end = np.isclose(v, lo, atol=1e-5) | np.isclose(v, hi, atol=1e-5)
+        assert np.all(at_end[m.overflow[:, hidden]])
+        assert np.all((v > lo) & (v < hi) | m.overflow[:, hidden])
+        np.testing.assert_array_equal(m.flagged, m.overflow.any(axis=1))
+        assert bench.settle(x[:1]).node_voltages.shape == (1, net.n_nodes)  # still usable
+    finally:
+        bench.close()
+
+
+@pytest.mark.parametrize(
+    "smu, channel, output",
+    [("smu1", "smua", 0), ("smu3", "1", 4)],
+    ids=["TSP", "SCPI"],
+)
+def test_recorded_compliance_flags_the_output_node_and_carries_on(smu, channel, output):
+    bench = small_lab(bench=small_lab_bench_section(flagged_samples="record"))
+    try:
+        net = bench.network
+        bench.emulator.smus[smu].force_compliance(channel)
+        sent = bench.commands_sent
+        m = bench.settle(some_inputs(bench, 3))
+        node = net.output_nodes[output]
+        assert m.compliance[:, node].all() and m.flagged.all()
+        others = np.ones(net.n_nodes, dtype=bool)
+        others[node] = False
+        assert not m.compliance[:, others].any() and not m.overflow.any()
+        # the forced channel reads its compliance voltage (a 0 A nudge: clipped at +limit)
+        np.testing.assert_allclose(m.node_voltages[:, node], bench.limits.compliance_voltage)
+        assert bench.commands_sent > sent and bench.samples_settled == 3
+        bench.emulator.smus[smu].force_compliance(channel, False)
+        assert not bench.settle(some_inputs(bench, 1)).flagged.any()
+    finally:
+        bench.close()
+
+
+def test_recorded_compliance_of_an_input_source_flags_its_source_node():
+    section = small_lab_bench_section(flagged_samples="record")
+    section["instruments"]["smu0"] = {"driver": "keithley2600", "timeout_s": FAST}
+    section["wiring"]["inputs"] = ["smu0:smua", "smu0:smub"]  # one feature: +x and -x
+    bench = small_lab(bench=section, inputs=1)
+    try:
+        net = bench.network
+        bench.emulator.smus["smu0"].force_compliance("smub")
+        m = bench.settle(net.encode_inputs(np.array([[0.5], [1.0]])))
+        flagged = np.zeros(net.n_nodes, dtype=bool)
+        flagged[1] = True  # source node 1: the -x source of the one feature, on smub
+        np.testing.assert_array_equal(m.compliance, np.tile(flagged, (2, 1)))
+    finally:
+        bench.close()
+
+
+def test_the_default_raises_on_the_same_compliance():
+    bench = small_lab(bench=small_lab_bench_section(flagged_samples="raise"))
+    try:
+        bench.emulator.smus["smu3"].force_compliance("1")
+        with pytest.raises(InstrumentError, match=r"compliance: channel 1 \(output node 4"):
+            bench.settle(some_inputs(bench, 3))
+        assert bench.samples_settled == 0  # the first sample raised
     finally:
         bench.close()
 
@@ -211,27 +314,27 @@ def lab_config_file(tmp_path) -> str:
 @pytest.fixture
 def inject(monkeypatch):
     """Run `hil train` with a listener that calls ``action(bench)`` after step 1."""
-    import hil.config
     import hil.progress
+    import hil.run
 
     benches: list[LabBench] = []
-    original = hil.config.build_bench
+    original = hil.run.build_bench
 
     def build(config):
-        bench = original(config)  # builds the emulated physics first, through here too
+        bench = original(config)
         if isinstance(bench, LabBench):
             benches.append(bench)
         return bench
 
     def arm(action: Callable[[LabBench], None]) -> list[LabBench]:
-        def progress(epochs: int) -> Callable[[dict], None]:
-            def listener(event: dict) -> None:
-                if event["type"] == "step" and event["step"] == 1:
+        def progress() -> Callable[[Event], None]:
+            def listener(event: Event) -> None:
+                if isinstance(event, StepFinished) and event.step == 1:
                     action(benches[-1])
 
             return listener
 
-        monkeypatch.setattr(hil.config, "build_bench", build)
+        monkeypatch.setattr(hil.run, "build_bench", build)
         monkeypatch.setattr(hil.progress, "ProgressBar", progress)
         return benches
 

@@ -17,20 +17,18 @@ import numpy as np
 import pytest
 
 from hil.errors import ConvergenceError, EngineUnavailable, SimulationError
+from hil.vocabulary import BOLTZMANN, ELEMENTARY_CHARGE, NOMINAL_TEMPERATURE
 from simulators.spice import (
-    NGSPICE_BOLTZMANN,
-    NGSPICE_CHARGE,
     NGSPICE_EPSMIN,
     NGSPICE_GMIN,
-    NGSPICE_TEMPERATURE,
     TIGHT_OP_OPTIONS,
     NgSpice,
     NgSpiceConvergenceError,
     NgSpiceError,
 )
 
-VT = NGSPICE_BOLTZMANN / NGSPICE_CHARGE * NGSPICE_TEMPERATURE
-VT_SI2019 = 1.380649e-23 / 1.602176634e-19 * NGSPICE_TEMPERATURE
+VT = BOLTZMANN / ELEMENTARY_CHARGE * NOMINAL_TEMPERATURE
+VT_SI2019 = 1.380649e-23 / 1.602176634e-19 * NOMINAL_TEMPERATURE
 
 
 @pytest.fixture(scope="module")
@@ -346,19 +344,10 @@ def test_threads_take_turns(sim: NgSpice) -> None:
     assert results == {1: 0.5, 2: 1.0, 3: 1.5, 4: 2.0}
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-
-def test_repeated_solves_do_not_grow_memory(sim: NgSpice) -> None:
+def test_repeated_solves_leave_no_result_plots(sim: NgSpice) -> None:
+    # (The memory of many re-solves is measured by benchmarks/ngspice_memory.py.)
     sim.load_circuit(TWO_DIODE_NET)
-    for i in range(500):  # warm up allocator pools
+    for i in range(200):
         sim.alter("v1", i * 1e-3, "dc")
         sim.run_op()
-    before = _rss_bytes()
-    for i in range(10000):  # unmitigated, ngspice would keep ~7 MB of command records here
-        sim.alter("v1", i * 1e-4, "dc")
-        sim.run_op()
-    assert _rss_bytes() - before < 2 * 1024 * 1024
     assert sim.plots() == ["const"]

@@ -71,12 +71,15 @@ def test_missing_port_raises_instrument_error() -> None:
 def test_bulk_set_and_read_round_trip(board: SerialBoard) -> None:
     board.mode("network")
     board.set_dacs({0: 0.5, 3: -0.25, 15: 0.125})
-    np.testing.assert_allclose(board.read_adcs([0, 3, 15]), [-0.25, 0.125, -0.0625], atol=LSB)
+    reading = board.read_adcs([0, 3, 15])
+    assert reading.channels == (0, 3, 15)
+    np.testing.assert_allclose(reading.values, [-0.25, 0.125, -0.0625], atol=LSB)
     values = np.linspace(-1.0, 1.0, SPEC.n_dac)
     board.set_dacs(values)
     np.testing.assert_allclose(board.read_dacs(), values)
-    np.testing.assert_allclose(board.read_adcs(), -0.5 * values, atol=LSB)
-    assert board.last_overflow == ()
+    reading = board.read_adcs()
+    np.testing.assert_allclose(reading.values, -0.5 * values, atol=LSB)
+    assert reading.overflow == () and not reading.overflowed.any()
 
 
 @pytest.mark.parametrize("n", [1, 4, 16])
@@ -96,8 +99,11 @@ def test_adc_overflow_is_data_not_an_error() -> None:
     with BoardServer(backend) as srv, SerialBoard(srv.port, name="xbar") as drv:
         drv.mode("network")
         drv.set_dacs({0: 0.5, 1: -0.1})
-        np.testing.assert_allclose(drv.read_adcs([0, 1]), [1.0, -0.4], atol=LSB)
-        assert drv.last_overflow == (0,)
+        reading = drv.read_adcs([0, 1, 0])
+        np.testing.assert_allclose(reading.values, [1.0, -0.4, 1.0], atol=LSB)
+        assert reading.overflow == (0,)  # listed twice by the board, once here
+        np.testing.assert_array_equal(reading.overflowed, [True, False, True])
+        assert drv.read_adcs([1]).overflow == ()  # a reading's status is its own
 
 
 # -- modes, pulses, abort -------------------------------------------------------------------

@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from hil.bench import PulseRequest
-from hil.config import RunConfig, build_bench, load_config
-from hil.data import load_dataset
-from hil.errors import ConfigError, SafetyError
+from hil.composition import build_bench
+from hil.config import RunConfig, load_config
+from hil.errors import ConfigError, InstrumentError, SafetyError
 from hil.network import Network
 from hil.programming import ProgrammingConfig, WriteVerifyProgrammer
-from hil.trainer import Trainer
+from hil.run import Run
 from simulators.bench import SimulatedBench, build_device_model
 from simulators.converters import Converters, quantise
 from simulators.devices import PulseLaw, Variability, ideal, reram
@@ -177,11 +177,12 @@ def test_endurance_refuses_pulses_with_a_record_and_counters_count_every_pulse()
 # ------------------------------------------------------------------ converters
 
 
-def test_quantise_rounds_to_two_complement_codes_and_counts_saturation():
+def test_quantise_rounds_to_two_complement_codes_and_flags_saturation():
     values = np.array([0.0, 0.1, 0.13, -0.37, 0.74, 0.9, -1.2])
     out, saturated = quantise(values, bits=3, full_scale_v=1.0)  # LSB 0.25 V, codes -4..3
     np.testing.assert_allclose(out, [0.0, 0.0, 0.25, -0.25, 0.75, 0.75, -1.0])
-    assert saturated == 2  # 0.9 V rounds to code 4 > 3; -1.2 V to -5 < -4
+    # 0.9 V rounds to code 4 > 3; -1.2 V to -5 < -4
+    assert saturated.tolist() == [False] * 5 + [True, True]
 
 
 def test_bench_inputs_pass_the_dac_and_measurements_the_adc():
@@ -207,6 +208,81 @@ def test_bench_inputs_pass_the_dac_and_measurements_the_adc():
         noisy.settle(np.repeat(inputs[:1], 400, 0)).node_voltages - exact.node_voltages[:1]
     )
     assert 0.009 < spread < 0.011
+
+
+def saturating_bench(flagged_samples: str = "record") -> tuple[SimulatedBench, np.ndarray]:
+    """A bench whose 2 V ADC the 3 V inputs of the returned batch overflow."""
+    net = network()
+    inputs = net.encode_inputs(np.random.default_rng(0).uniform(0, 1, (4, net.n_inputs)))
+    conv = Converters(adc_bits=10, adc_full_scale_v=2.0, seed=0)
+    bench = SimulatedBench(net, seed=2, converters=conv, flagged_samples=flagged_samples)
+    return bench, inputs
+
+
+def test_adc_overflow_is_recorded_per_node_and_sample():
+    bench, inputs = saturating_bench("record")
+    exact = SimulatedBench(bench.network, seed=2).settle(inputs).node_voltages
+    m = bench.settle(inputs)
+    assert m.overflow.shape == m.node_voltages.shape and m.overflow.dtype == bool
+    lsb = 2.0 / 512
+    # exactly the readings whose true voltage rounds past an end code are flagged
+    np.testing.assert_array_equal(m.overflow, (exact >= 2.0 - lsb / 2) | (exact < -2.0 - lsb / 2))
+    assert m.overflow.any() and not m.overflow.all()
+    assert bench.converters.adc_overflows == int(m.overflow.sum())
+    np.testing.assert_array_equal(m.flagged, m.overflow.any(axis=1))
+    assert not m.compliance.any()  # a simulated bench has no compliance model
+
+
+def test_adc_overflow_raises_naming_the_nodes_when_asked_to():
+    bench, inputs = saturating_bench("raise")
+    recorded = saturating_bench()[0].settle(inputs).overflow
+    flagged, overflowed = np.flatnonzero(recorded.any(axis=0)), int(recorded.sum())
+    with pytest.raises(InstrumentError, match=r"outside the ADC full scale of ±2 V") as info:
+        bench.settle(inputs)
+    assert (info.value.instrument, info.value.command) == ("ADC", "settle")
+    named = ", ".join(str(n) for n in flagged[:10]) + (" ..." if flagged.size > 10 else "")
+    assert f"{overflowed} node voltage(s)" in info.value.reason
+    assert f"(nodes {named}; 4 of 4 samples)" in info.value.reason
+    bench.settle(inputs * 0.0)  # readings within full scale settle normally
+    with pytest.raises(ConfigError, match="flagged_samples"):
+        SimulatedBench(bench.network, flagged_samples="ignore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [lambda w: (2, 4, w), lambda w: (w,), lambda w: (3, w - 1), lambda w: (0, w)],
+    ids=["3-D", "1-D", "wrong width", "empty batch"],
+)
+def test_settle_of_any_other_shape_is_refused_with_nothing_applied(shape):
+    net = network()
+    conv = Converters(adc_noise_v=0.01, seed=0)
+    bench = SimulatedBench(net, seed=2, converters=conv)
+    good = net.encode_inputs(np.random.default_rng(0).uniform(0, 1, (2, net.n_inputs)))
+    bench.settle(good)
+    applied = bench.applied_inputs.copy(), bench.applied_nudges.copy()
+    state = {k: v.copy() for k, v in conv.state_dict().items()}
+    bad = np.full(shape(net.n_input_sources), 0.1)
+    with pytest.raises(SafetyError, match="nothing was applied"):
+        bench.settle(bad)
+    with pytest.raises(SafetyError, match="nothing was applied"):
+        bench.settle(good, np.zeros((2, 4, net.n_output_nodes)))
+    np.testing.assert_array_equal(bench.applied_inputs, applied[0])
+    np.testing.assert_array_equal(bench.applied_nudges, applied[1])
+    after = conv.state_dict()
+    assert after.keys() == state.keys()
+    for key in state:  # no ADC noise was drawn, no overflow counted
+        np.testing.assert_array_equal(after[key], state[key])
+
+
+def test_safe_state_is_confirmed_and_close_reaches_it():
+    net = network()
+    bench = SimulatedBench(net, seed=2)
+    bench.settle(np.full((1, net.n_input_sources), 0.5), np.full((1, net.n_output_nodes), 1e-7))
+    report = bench.safe_state()
+    assert report.confirmed and report.unconfirmed == ()
+    bench.settle(np.full((1, net.n_input_sources), 0.5))
+    bench.close()
+    assert not bench.applied_inputs.any() and not bench.applied_nudges.any()
 
 
 def test_converters_from_the_config():
@@ -388,18 +464,15 @@ def digits_config(**training) -> RunConfig:
 
 def test_write_verify_training_records_its_work_and_resumes_exactly(tmp_path: Path):
     config = digits_config(programming={"strategy": "write_verify", "threshold": 5, "tolerance": 5})
-    data = load_dataset(config.data, config.training.seed)
-    straight = Trainer(build_bench(config), config.training, data, tmp_path / "a").fit()
+    straight = Run(config, tmp_path / "a").execute().history
     last = straight[-1]
     assert last.reads > 0 and last.pulses > 0 and 0 < last.residual_rms < 1e-6
     assert last.test_accuracy > 0.5
 
     one = config.model_copy(deep=True)
     one.training.epochs = 1
-    Trainer(build_bench(one), one.training, data, tmp_path / "b").fit()
-    resumed = Trainer(build_bench(config), config.training, data, tmp_path / "b")
-    assert resumed.resume() == 1
-    history = resumed.fit()
+    Run(one, tmp_path / "b").execute()
+    history = Run(config, tmp_path / "b", resume=True).execute().history
     assert history[-1].test_accuracy == last.test_accuracy
     assert history[-1].pulses == last.pulses and history[-1].reads == last.reads
     with (

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
 from drivers import ErrorEntry, Keithley2400, Keithley2600, KeysightB2900, Reading, Smu
 from hil.errors import InstrumentError
-from simulators.instruments.smu_server import ResistorBackend, SmuBackend, SmuServer
+from simulators.instruments.smu_backends import ResistorBackend, SmuBackend
+from simulators.instruments.smu_server import SmuServer
 
 MODELS = {
     "2400": (Keithley2400, "1"),
@@ -41,6 +46,27 @@ def test_server_picks_a_free_port_and_stops_without_leftover_threads() -> None:
     with pytest.raises(InstrumentError):
         smu.errors()
     smu.close()
+
+
+def test_a_script_that_leaves_the_emulator_running_can_exit() -> None:
+    # A connected client keeps its handler thread reading; were it not a daemon thread,
+    # the interpreter would wait for it forever at exit.
+    script = textwrap.dedent(
+        """
+        import socket
+        from simulators.instruments.smu_server import SmuServer
+        server = SmuServer("2400").start()
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"*IDN?\\n")
+        print(client.makefile().readline().strip())
+        """
+    )
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "MODEL 2400" in done.stdout
 
 
 def test_voltage_source_measures_current_through_the_resistor(bench) -> None:

@@ -41,9 +41,11 @@ class ConstantStepModel(DeviceModel):
     def mean_step(
         self, g: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray
     ) -> np.ndarray:
+        """The constant step: ``+step_up`` or ``-step_down`` (S), wherever G is."""
         return np.where(direction > 0, self.step_up, -self.step_down).astype(float)
 
     def rescaled(self, g_min: float, g_max: float) -> Self:
+        """Steps scale with the range; the pulses over it stay the same."""
         k = _range_ratio(self, g_min, g_max)
         return self.replace(
             g_min=g_min, g_max=g_max, step_up=self.step_up * k, step_down=self.step_down * k
@@ -91,12 +93,14 @@ class LinearStepModel(DeviceModel):
     def mean_step(
         self, g: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray
     ) -> np.ndarray:
+        """The step at the device's position in its range, linear in it (S)."""
         x = position(g, lo, hi)
         up = self.step_up * (1.0 + self.gamma_up * (1.0 - 2.0 * x))
         down = -self.step_down * (1.0 + self.gamma_down * (2.0 * x - 1.0))
         return np.where(direction > 0, up, down)
 
     def rescaled(self, g_min: float, g_max: float) -> Self:
+        """Steps scale with the range; the pulses over it stay the same."""
         k = _range_ratio(self, g_min, g_max)
         return self.replace(
             g_min=g_min, g_max=g_max, step_up=self.step_up * k, step_down=self.step_down * k
@@ -160,11 +164,13 @@ class SoftBoundsModel(DeviceModel):
     def mean_step(
         self, g: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray
     ) -> np.ndarray:
+        """A fixed fraction of the distance to the bound the pulse moves towards (S)."""
         up = (hi - g) * -np.expm1(-1.0 / self.pulses_up)
         down = -(g - lo) * -np.expm1(-1.0 / self.pulses_down)
         return np.where(direction > 0, up, down)
 
     def rescaled(self, g_min: float, g_max: float) -> Self:
+        """The law is relative to the bounds: only they change."""
         return self.replace(g_min=g_min, g_max=g_max)
 
     def pulses_for(
@@ -213,12 +219,14 @@ class ExponentialStepModel(DeviceModel):
     def mean_step(
         self, g: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray
     ) -> np.ndarray:
+        """The step at the device's position in its range, exponential in it (S)."""
         x = position(g, lo, hi)
         up = self.step_up * np.exp(-self.rate_up * (x - 0.5))
         down = -self.step_down * np.exp(-self.rate_down * (0.5 - x))
         return np.where(direction > 0, up, down)
 
     def rescaled(self, g_min: float, g_max: float) -> Self:
+        """Steps scale with the range; the pulses over it stay the same."""
         k = _range_ratio(self, g_min, g_max)
         return self.replace(
             g_min=g_min, g_max=g_max, step_up=self.step_up * k, step_down=self.step_down * k

@@ -66,6 +66,7 @@ class MeasuredModel(DeviceModel):
         return load_table(self.file_increasing).g_range
 
     def bounds(self) -> tuple[float, float]:
+        """The bounds given, or else the measured tables' own range (S)."""
         if self.g_min is None or self.g_max is None:
             return self.table_range()
         return float(self.g_min), float(self.g_max)
@@ -85,6 +86,7 @@ class MeasuredModel(DeviceModel):
     def mean_step(
         self, g: np.ndarray, direction: np.ndarray, lo: np.ndarray, hi: np.ndarray
     ) -> np.ndarray:
+        """The mean step the tables give at G (S); the tables, not ``lo``/``hi``, set the law."""
         inc, dec = self.tables()
         how = self.g_interpolation
         return np.where(direction > 0, inc.mean_step(g, how), dec.mean_step(g, how))
@@ -114,6 +116,7 @@ class MeasuredModel(DeviceModel):
         return step
 
     def rescaled(self, g_min: float, g_max: float) -> Self:
+        """The tables are mapped onto the bounds when they are read: only the bounds change."""
         return self.replace(g_min=g_min, g_max=g_max)
 
 

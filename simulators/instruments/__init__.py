@@ -1,7 +1,10 @@
 """Emulated lab instruments, for tests and the emulated lab bench.
 
 - :mod:`~simulators.instruments.smu_server`: source-measure units (Keithley 2400 and 2636B,
-  Keysight B2902A) behind ``TCPIP::127.0.0.1::<port>::SOCKET``;
+  Keysight B2902A) behind ``TCPIP::127.0.0.1::<port>::SOCKET``; the instrument's state in
+  :mod:`~simulators.instruments.smu_models`, its languages in
+  :mod:`~simulators.instruments.scpi_dialects` and :mod:`~simulators.instruments.tsp_interpreter`,
+  its physics in :mod:`~simulators.instruments.smu_backends`;
 - :mod:`~simulators.instruments.board_server`: the XBAR DAC/ADC and crossbar board on a pty;
 - :mod:`~simulators.instruments.crossbar_backends`: their physics, one simulated crossbar
   shared by every instrument;
@@ -19,7 +22,9 @@ from .crossbar_backends import (
     EmulatorLimit,
 )
 from .emulated_lab import EmulatedLab
-from .smu_server import EMULATED_MODELS, ResistorBackend, SmuBackend, SmuServer
+from .smu_backends import ResistorBackend, SmuBackend
+from .smu_models import EMULATED_MODELS
+from .smu_server import SmuServer
 
 __all__ = [
     "EMULATED_MODELS",

@@ -16,14 +16,14 @@ import threading
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol, get_args
 
 import numpy as np
 
-Mode = Literal["idle", "network", "programming"]
-Scheme = Literal["V/2", "V/3"]
-SCHEMES: tuple[str, ...] = ("V/2", "V/3")
-MODES: tuple[str, ...] = ("IDLE", "NETWORK", "PROGRAMMING")
+from hil.vocabulary import DEFAULT_BOARD_MODEL, PULSE_SCHEMES, BoardMode, PulseScheme
+
+#: The modes as the protocol spells them (``MODE NETWORK``).
+MODES: tuple[str, ...] = tuple(mode.upper() for mode in get_args(BoardMode))
 
 
 class BoardBackend(Protocol):
@@ -35,11 +35,11 @@ class BoardBackend(Protocol):
     def read_adcs(self, channels: list[int]) -> list[float]:
         """Return the node voltages (V) on these ADC channels, unclipped, in order."""
 
-    def set_mode(self, mode: Mode) -> None:
+    def set_mode(self, mode: BoardMode) -> None:
         """Reconnect the devices for ``mode``; DACs were already set to 0 V."""
 
     def pulse(
-        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: Scheme
+        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: PulseScheme
     ) -> None:
         """Apply ``count`` pulses of ``amplitude`` (V, signed) and ``width`` (s) to one device."""
 
@@ -55,7 +55,7 @@ class BoardSpec:
     """Identity and limits the emulated board reports (``*IDN?`` and ``CAP?``)."""
 
     maker: str = "HILLAB"
-    model: str = "XBAR-8x8"
+    model: str = DEFAULT_BOARD_MODEL
     serial: str = "EMU0001"
     firmware: str = "1.0.0"
     n_dac: int = 16
@@ -109,20 +109,23 @@ class LinearBackend:
         self.conductance = np.full((spec.rows, spec.cols), g_init)
         self.g_min, self.g_max, self.g_step = g_min, g_max, g_step
         self.v_threshold = v_threshold
-        self.mode: Mode = "idle"
+        self.mode: BoardMode = "idle"
 
     def set_dacs(self, values: dict[int, float]) -> None:
+        """Keep the DAC voltages (V) for the next ADC read."""
         for ch, v in values.items():
             self.dac[ch] = v
 
     def read_adcs(self, channels: list[int]) -> list[float]:
+        """ADC k reads ``gain[k] @ dac`` (V)."""
         return [float(v) for v in (self.gain @ self.dac)[channels]]
 
-    def set_mode(self, mode: Mode) -> None:
+    def set_mode(self, mode: BoardMode) -> None:
+        """Record the mode; the linear physics does not depend on it."""
         self.mode = mode
 
     def pulse(
-        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: Scheme
+        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: PulseScheme
     ) -> None:
         """Step every device whose voltage reaches the threshold; ``width`` is ignored."""
         share = amplitude / 2 if scheme == "V/2" else amplitude / 3
@@ -135,9 +138,11 @@ class LinearBackend:
         np.clip(self.conductance, self.g_min, self.g_max, out=self.conductance)
 
     def read_device(self, row: int, col: int, v_read: float) -> float:
+        """Ohm's law through device (row, col): ``G * v_read`` (A)."""
         return float(self.conductance[row, col] * v_read)
 
     def abort(self) -> None:
+        """DACs to 0 V, mode idle; the conductances keep their state."""
         self.dac[:] = 0.0
         self.mode = "idle"
 
@@ -294,8 +299,8 @@ class _Firmware:
         s = self.spec
         a, w = _real(amp, "pulse amplitude"), _real(width, "pulse width")
         n = _index(count, "pulse count")
-        if scheme.upper() not in SCHEMES:
-            raise _Reply(101, f"scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
+        if scheme.upper() not in PULSE_SCHEMES:
+            raise _Reply(101, f"scheme {scheme!r} is not one of {', '.join(PULSE_SCHEMES)}")
         _in_range(a, s.pulse_amplitude, "pulse amplitude", "V")
         _in_range(w, s.pulse_width, "pulse width", "s")
         _in_range(n, s.pulse_count, "pulse count", "")

@@ -7,7 +7,7 @@ instrument is attached to it through a thin backend:
 - :class:`CrossbarBoardBackend` (a :class:`~simulators.instruments.board_server.BoardBackend`):
   DAC channels drive input and bias sources, ADC channels read hidden nodes, the board's
   ``(row, col)`` lines address the devices of the tiles placed on it;
-- :class:`CrossbarSmuBackend` (a :class:`~simulators.instruments.smu_server.SmuBackend`),
+- :class:`CrossbarSmuBackend` (a :class:`~simulators.instruments.smu_backends.SmuBackend`),
   served by a :class:`CrossbarSmuServer`: an SMU channel wired to an output node sources the
   nudge current and measures the node voltage; one wired to an input source sources its
   voltage and measures the current the network draws from it.
@@ -37,10 +37,10 @@ from typing import Protocol
 import numpy as np
 
 from hil.bench import Measurement, PulseRequest
-from hil.lab_config import Wiring
+from hil.config.lab import Wiring
 from hil.network import Network
-from simulators.instruments.board_server import Mode, Scheme
-from simulators.instruments.smu_server import SmuServer, SourceMode
+from hil.vocabulary import BoardMode, PulseScheme, SourceMode
+from simulators.instruments.smu_server import SmuServer
 
 #: Largest distance (V) between a bias DAC and the network's bias voltage that still counts
 #: as the bias being set.
@@ -52,11 +52,17 @@ class Physics(Protocol):
 
     network: Network
 
-    def settle(self, inputs: np.ndarray, nudges: np.ndarray | None = None) -> Measurement: ...
+    def settle(self, inputs: np.ndarray, nudges: np.ndarray | None = None) -> Measurement:
+        """Settle inputs (B, 2*inputs) V and nudges (B, 2*classes) A; measure the nodes."""
+        ...
 
-    def pulse(self, request: PulseRequest) -> object: ...
+    def pulse(self, request: PulseRequest) -> object:
+        """Apply programming pulses to devices of the network."""
+        ...
 
-    def read_conductances(self, device_ids: np.ndarray | None = None) -> np.ndarray: ...
+    def read_conductances(self, device_ids: np.ndarray | None = None) -> np.ndarray:
+        """Conductances (S) of the given devices (all when None)."""
+        ...
 
 
 class EmulatorLimit(RuntimeError):
@@ -74,7 +80,7 @@ class BoardState:
         DAC outputs (V).
     """
 
-    mode: Mode
+    mode: BoardMode
     dacs: np.ndarray
 
 
@@ -96,7 +102,7 @@ class CrossbarCircuit:
         Equilibria computed so far (cache misses).
     """
 
-    def __init__(self, physics: Physics, wiring: Wiring, scheme: Scheme = "V/2") -> None:
+    def __init__(self, physics: Physics, wiring: Wiring, scheme: PulseScheme = "V/2") -> None:
         self.physics = physics
         self.network = physics.network
         self.wiring = wiring
@@ -307,7 +313,7 @@ class CrossbarCircuit:
                 return [0.0] * len(channels)
             return [float(voltages[wired[c]]) if c in wired else 0.0 for c in channels]
 
-    def set_mode(self, board: str, mode: Mode) -> None:
+    def set_mode(self, board: str, mode: BoardMode) -> None:
         """Reconnect ``board``'s devices for ``mode`` (queued pulses are applied first)."""
         with self.lock:
             self._flush()
@@ -322,7 +328,7 @@ class CrossbarCircuit:
         amplitude: float,
         width: float,
         count: int,
-        scheme: Scheme,
+        scheme: PulseScheme,
     ) -> None:
         """Queue ``count`` pulses for the device at ``(row, col)``; none is there: nothing."""
         if scheme != self.scheme:
@@ -384,23 +390,29 @@ class CrossbarBoardBackend:
         self.name = name
 
     def set_dacs(self, values: dict[int, float]) -> None:
+        """Drive this board's DAC channels (V) on the shared circuit."""
         self.circuit.set_dacs(self.name, values)
 
     def read_adcs(self, channels: list[int]) -> list[float]:
+        """Read this board's ADC channels (V) from the shared circuit."""
         return self.circuit.read_adcs(self.name, channels)
 
-    def set_mode(self, mode: Mode) -> None:
+    def set_mode(self, mode: BoardMode) -> None:
+        """Put this board's devices in ``mode`` on the shared circuit."""
         self.circuit.set_mode(self.name, mode)
 
     def pulse(
-        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: Scheme
+        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: PulseScheme
     ) -> None:
+        """Queue pulses to the device on this board's line (row, col)."""
         self.circuit.pulse(self.name, row, col, amplitude, width, count, scheme)
 
     def read_device(self, row: int, col: int, v_read: float) -> float:
+        """Current (A) through this board's device (row, col) at ``v_read`` (V)."""
         return self.circuit.read_device(self.name, row, col, v_read)
 
     def abort(self) -> None:
+        """Return the board's DACs and lines to 0 V and isolate its devices."""
         self.circuit.abort(self.name)
 
 
@@ -419,6 +431,7 @@ class CrossbarSmuServer(SmuServer):
         self.circuit = circuit
 
     def execute(self, message: str) -> str | None:
+        """Run one message; one that may change a source marks the circuit to re-settle."""
         if not _PURE_PRINT.fullmatch(message):
             self.circuit.touch()
         reply = super().execute(message)
@@ -428,7 +441,7 @@ class CrossbarSmuServer(SmuServer):
 
 
 class CrossbarSmuBackend:
-    """A :class:`~simulators.instruments.smu_server.SmuBackend` on a shared circuit."""
+    """A :class:`~simulators.instruments.smu_backends.SmuBackend` on a shared circuit."""
 
     def __init__(self, circuit: CrossbarCircuit, name: str) -> None:
         self.circuit = circuit
@@ -442,6 +455,7 @@ class CrossbarSmuBackend:
         compliance: float,
         output_on: bool,
     ) -> tuple[float, float]:
+        """(voltage [V], current [A]) of this SMU's ``channel`` on the shared circuit."""
         return self.circuit.smu_measure(
             self.name, channel, source_mode, level, compliance, output_on
         )

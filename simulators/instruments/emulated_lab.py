@@ -2,7 +2,7 @@
 
 :class:`EmulatedLab` starts a :class:`~simulators.instruments.board_server.BoardServer` (on a
 pty) for every board and a :class:`~simulators.instruments.smu_server.SmuServer` (on a
-loopback TCP port) for every SMU of a :class:`~hil.lab_config.LabBenchConfig`, all attached
+loopback TCP port) for every SMU of a :class:`~hil.config.lab.LabBenchConfig`, all attached
 to one :class:`~simulators.instruments.crossbar_backends.CrossbarCircuit` whose physics is a
 simulated bench. The drivers then reach them at :attr:`EmulatedLab.addresses`, exactly as they
 would reach the physical instruments.
@@ -18,8 +18,11 @@ from __future__ import annotations
 
 from typing import Self
 
+from hil.bench import SafetyLimits
+from hil.config.lab import EmulatedBoardConfig, LabBenchConfig, Wiring
+from hil.config.simulated import SimulatedBenchConfig
 from hil.errors import ConfigError
-from hil.lab_config import EMULATED_SMU_MODELS, EmulatedBoardConfig, LabBenchConfig, Wiring
+from hil.vocabulary import SmuDriverName
 from simulators.instruments.board_server import BoardServer, BoardSpec
 from simulators.instruments.crossbar_backends import (
     BoardState,
@@ -27,7 +30,40 @@ from simulators.instruments.crossbar_backends import (
     CrossbarSmuServer,
     Physics,
 )
-from simulators.instruments.smu_server import EMULATED_MODELS, ChannelState, SmuServer
+from simulators.instruments.smu_models import EMULATED_MODELS, ChannelState
+from simulators.instruments.smu_server import SmuServer
+
+#: Model each SMU driver is emulated as.
+EMULATED_SMU_MODELS: dict[SmuDriverName, str] = {
+    "keithley2400": "2400",
+    "keithley2600": "2636B",
+    "keysight_b2900": "B2902A",
+}
+
+#: Limits of an emulated lab's physics unless its config sets them: the instruments guard.
+EMULATED_PHYSICS_LIMITS = SafetyLimits(
+    max_input_voltage=1e6,
+    max_nudge_current=1e3,
+    compliance_current=1e3,
+    compliance_voltage=1e6,
+    pulse_amplitude=(1e-9, 1e6),
+    pulse_width=(1e-15, 1e6),
+    max_pulses_per_request=10**9,
+)
+
+
+def physics_config(config: LabBenchConfig) -> SimulatedBenchConfig:
+    """The simulated bench behind an emulated lab: ``emulate.physics`` with the emulator's
+    defaults for what it leaves out (wide limits, the board's pulse scheme)."""
+    if config.emulate is None:
+        raise ConfigError("bench.emulate is not set: this lab bench is not emulated")
+    physics = config.emulate.physics
+    changes: dict[str, object] = {}
+    if "limits" not in physics.model_fields_set:
+        changes["limits"] = EMULATED_PHYSICS_LIMITS
+    if "scheme" not in physics.model_fields_set:
+        changes["scheme"] = config.pulse_scheme
+    return physics.model_copy(update=changes)
 
 
 class EmulatedLab:
@@ -113,9 +149,9 @@ class EmulatedLab:
     def smu_model(self, name: str) -> str:
         """The emulated model of SMU ``name``: its configured model or its driver's default."""
         inst = self.config.instruments[name]
-        model = inst.model or EMULATED_SMU_MODELS[inst.driver]
-        if model not in EMULATED_MODELS or EMULATED_SMU_MODELS[inst.driver] != model:
-            known = EMULATED_SMU_MODELS[inst.driver]
+        known = EMULATED_SMU_MODELS[inst.driver]  # type: ignore[index]  # an SMU's driver
+        model = inst.model or known
+        if model not in EMULATED_MODELS or known != model:
             raise ConfigError(
                 f"bench.instruments.{name}.model {model!r} cannot be emulated; the {inst.driver} "
                 f"driver is emulated as a {known}"

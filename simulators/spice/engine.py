@@ -39,7 +39,8 @@ from hil.errors import ConvergenceError, SimulationError
 from simulators.circuit import Circuit
 from simulators.native import Solution
 from simulators.spice.netlist import Netlist, check_diodes, resistance, write_netlist
-from simulators.spice.ngspice import NgSpice, NgSpiceConvergenceError, NgSpiceError
+from simulators.spice.ngspice import NgSpice
+from simulators.spice.output import NgSpiceConvergenceError, NgSpiceError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ CurrentSource    ``I<name> 0 <node> dc <A>``: SPICE pushes the current from its 
 Ideal diodes have no SPICE counterpart (a hard clamp is not a device), so a network with
 ``diode.model: ideal`` is refused with :class:`~hil.errors.ConfigError`.
 
-Options: :data:`~simulators.spice.ngspice.TIGHT_OP_OPTIONS` (reltol, abstol, vntol, bypass,
+Options: :data:`~simulators.spice.numerics.TIGHT_OP_OPTIONS` (reltol, abstol, vntol, bypass,
 itl1), which bring the operating point within ~1e-15 V of an exact Newton solve, plus
 ``gmin`` from the diode spec (ngspice puts it in parallel with every junction) and
 ``temp = tnom`` = the diode temperature, so that the saturation current is not rescaled.
@@ -45,7 +45,7 @@ from simulators.circuit import (
     Resistor,
     VoltageSource,
 )
-from simulators.spice.ngspice import TIGHT_OP_OPTIONS
+from simulators.spice.numerics import TIGHT_OP_OPTIONS
 
 #: Name of the one diode model every clamping diode uses.
 DIODE_MODEL = "dclamp"

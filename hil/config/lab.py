@@ -27,22 +27,19 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hil.bench import PulseCalibration, SafetyLimits
+from hil.config.simulated import SimulatedBenchConfig
 from hil.errors import ConfigError
 from hil.network import Network
-
-DriverName = Literal["serial_board", "keithley2400", "keithley2600", "keysight_b2900"]
-#: The SMU drivers (the others are boards).
-SMU_DRIVERS: tuple[str, ...] = ("keithley2400", "keithley2600", "keysight_b2900")
-#: Model each SMU driver is emulated as.
-EMULATED_SMU_MODELS: dict[str, str] = {
-    "keithley2400": "2400",
-    "keithley2600": "2636B",
-    "keysight_b2900": "B2902A",
-}
-DEFAULT_BOARD_MODEL = "XBAR-8x8"
+from hil.vocabulary import (
+    DEFAULT_BOARD_MODEL,
+    SMU_DRIVERS,
+    DriverName,
+    FlaggedSamples,
+    PulseScheme,
+)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _REF = re.compile(r"(?P<inst>[A-Za-z_][A-Za-z0-9_-]*):(?P<chan>[A-Za-z0-9_]+)(?:-(?P<last>\d+))?")
@@ -253,25 +250,15 @@ class EmulateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    physics: Any = Field(default_factory=dict, validate_default=True)
+    physics: SimulatedBenchConfig = Field(default_factory=SimulatedBenchConfig)
     boards: dict[str, EmulatedBoardConfig] = Field(default_factory=dict)
 
     @field_validator("physics", mode="before")
     @classmethod
-    def _physics(cls, value: Any) -> Any:
-        from hil.config import SimulatedBenchConfig  # hil.config imports this module
-
-        if isinstance(value, SimulatedBenchConfig):
-            return value
-        if not isinstance(value, dict):
-            raise ValueError("must be a mapping: a simulated bench section")
-        try:
-            return SimulatedBenchConfig.model_validate({"kind": "simulated", **value})
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise ValueError(problems) from None
+    def _physics_is_simulated(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "simulated", **value}  # `kind` may be left out, as in a bench
+        return value
 
 
 class LabBenchConfig(BaseModel):
@@ -295,6 +282,10 @@ class LabBenchConfig(BaseModel):
         to the physics' calibration.
     limits : SafetyLimits
         Checked before anything is applied; the SMU compliances come from here.
+    flagged_samples : ``"raise"`` or ``"record"``
+        A sample with a channel in compliance or an ADC overflow raises an InstrumentError
+        after the exchange in progress (default), or is recorded in the Measurement's
+        ``compliance`` / ``overflow`` arrays and training carries on.
     emulate : EmulateConfig or None
         Present: start emulators for every instrument (``address`` is filled in).
     """
@@ -307,9 +298,10 @@ class LabBenchConfig(BaseModel):
     settle_delay_s: float = Field(0.0, ge=0)
     averaging: int = Field(1, ge=1)
     read_voltage: float = Field(0.2, gt=0)
-    pulse_scheme: Literal["V/2", "V/3"] = "V/2"
+    pulse_scheme: PulseScheme = "V/2"
     calibration: PulseCalibrationConfig | None = None
     limits: SafetyLimits = Field(default_factory=SafetyLimits)
+    flagged_samples: FlaggedSamples = "raise"
     emulate: EmulateConfig | None = None
 
     @model_validator(mode="after")
@@ -334,12 +326,13 @@ class LabBenchConfig(BaseModel):
         seen: dict[tuple[str, ChannelRef], str] = {}
         for group, kinds in allowed.items():
             for ref in wiring.refs(group):  # type: ignore[arg-type]
-                inst = self.instruments.get(ref.instrument)
-                if inst is None:
+                found = self.instruments.get(ref.instrument)
+                if found is None:
                     raise ValueError(
                         f"wiring.{group}: {ref} names no instrument (known: "
                         f"{', '.join(self.instruments)})"
                     )
+                inst = found
                 if inst.kind not in kinds:
                     what = " or ".join(f"a {k}" for k in kinds)
                     raise ValueError(
@@ -356,8 +349,8 @@ class LabBenchConfig(BaseModel):
                     )
                 seen[key] = group
         for tile in wiring.tiles or []:
-            inst = self.instruments.get(tile.board)
-            if inst is None or inst.kind != "board":
+            board = self.instruments.get(tile.board)
+            if board is None or board.kind != "board":
                 raise ValueError(f"wiring.tiles: {tile.board!r} is not a board instrument")
         if wiring.tiles is None and len(self.boards) != 1:
             raise ValueError("wiring.tiles is required unless the bench has exactly one board")
@@ -397,7 +390,8 @@ class LabBenchConfig(BaseModel):
                 raise ConfigError(
                     f"bench.wiring.{group} maps {got} channels but the network has {want} {what}"
                 )
-        sources: list[ChannelRef | None] = [*inputs, *(bias or [None] * n_bias)]
+        external: list[ChannelRef | None] = [None] * n_bias  # bias from external supplies
+        sources: list[ChannelRef | None] = [*inputs, *(bias or external)]
         if w.tiles is None:
             board, row, col, tiles = self.boards[0], 0, 0, []
             for tile in network.tiles:

@@ -1,0 +1,79 @@
+"""Reading run configs: YAML files by path or shipped configs by name, errors per field."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from hil.config.run import RunConfig
+from hil.errors import ConfigError
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: ``field.path: reason``."""
+    lines = [f"invalid config {source}:"]
+    for item in error.errors():
+        loc = list(item["loc"])
+        if loc[:1] == ["bench"] and loc[1:2] in (["simulated"], ["lab"]):
+            del loc[1]  # the union's tag: bench.engine, not bench.simulated.engine
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with the package (``bench_configs/*.yaml``)."""
+    folder = resources.files("bench_configs")
+    return sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """The config file a user means: an existing path, or a shipped config by name.
+
+    ``sim-digits`` and ``sim-digits.yaml`` both name ``bench_configs/sim-digits.yaml`` of
+    the installed package; an existing file of that name in the working directory wins.
+
+    Raises
+    ------
+    ConfigError
+        Neither a file nor a shipped config; the message lists the shipped names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if path.parent == Path(".") and stem in shipped_configs():
+        shipped = resources.files("bench_configs") / f"{stem}.yaml"
+        return Path(str(shipped))
+    raise ConfigError(
+        f"config file {name_or_path} does not exist, and no shipped config has that name "
+        f"(shipped: {', '.join(shipped_configs())})"
+    )
+
+
+def load_config(path: str | Path, **overrides: object) -> RunConfig:
+    """Read and validate a YAML run config (a path or a shipped name, see :func:`find_config`);
+    ``overrides`` set ``training`` fields (None leaves a field as the file has it)."""
+    path = find_config(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    training = dict(raw.get("training") or {})
+    training.update({k: v for k, v in overrides.items() if v is not None})
+    raw["training"] = training
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None

@@ -1,0 +1,119 @@
+"""The files of a run directory, each written atomically.
+
+A run directory holds ``config.yaml`` (the resolved config), ``metrics.json`` and
+``metrics.csv`` (one row per finished epoch), ``checkpoint.npz`` (everything a resumed run
+needs, see :meth:`hil.trainer.Trainer.state_dict`) and ``curves.png`` (learning curves).
+Every file is written to a temporary file in the same folder, flushed to disk and renamed
+over the old one, so a crash or a full disk leaves the previous version intact, never a
+truncated one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import yaml
+
+from hil.errors import ConfigError
+from hil.events import EpochMetrics
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write ``path`` through ``write(file)`` on a temporary sibling, fsync, then rename.
+
+    The temporary file has a unique name (two writers never share one) and is removed if
+    writing fails, so no partial file is ever left behind.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 text."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+class RunDirectory:
+    """Reads and writes the files of one run directory (module docstring).
+
+    Parameters
+    ----------
+    path : Path
+        The folder; created by :meth:`create`.
+    """
+
+    CONFIG = "config.yaml"
+    METRICS_JSON = "metrics.json"
+    METRICS_CSV = "metrics.csv"
+    CHECKPOINT = "checkpoint.npz"
+    CURVES = "curves.png"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def create(self) -> RunDirectory:
+        """Create the folder (and its parents) if needed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # --- writing --------------------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> Path:
+        """The resolved config, as YAML."""
+        return atomic_write_text(self / self.CONFIG, yaml.safe_dump(config, sort_keys=False))
+
+    def write_metrics(self, history: Sequence[EpochMetrics]) -> None:
+        """``metrics.json`` and ``metrics.csv``: one record per finished epoch."""
+        rows = [m.as_dict() for m in history]
+        atomic_write_text(self / self.METRICS_JSON, json.dumps(rows, indent=1))
+        if rows:
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write_text(self / self.METRICS_CSV, text.getvalue())
+
+    def write_checkpoint(self, arrays: dict[str, np.ndarray]) -> Path:
+        """``checkpoint.npz`` from a :meth:`~hil.trainer.Trainer.state_dict`."""
+
+        def save(f: IO[bytes]) -> None:
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds as bool
+
+        return atomic_write(self / self.CHECKPOINT, save)
+
+    # --- reading --------------------------------------------------------------------------
+    def read_checkpoint(self) -> dict[str, np.ndarray]:
+        """The arrays of ``checkpoint.npz``.
+
+        Raises
+        ------
+        ConfigError
+            No checkpoint, or a file that is not one; names the path.
+        """
+        path = self / self.CHECKPOINT
+        if not path.is_file():
+            raise ConfigError(f"no {self.CHECKPOINT} in {self.path} to resume from")
+        try:
+            with np.load(path, allow_pickle=False) as ckpt:
+                return {k: ckpt[k] for k in ckpt.files}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path} is not a readable checkpoint: {exc}") from None
