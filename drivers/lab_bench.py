@@ -27,6 +27,13 @@ inside :func:`hil.bench.in_safe_hands`) calls :meth:`LabBench.safe_state`, which
 SMU to 0 V with its output off and aborts every board (DACs at 0 V, idle), reconnecting once
 to an instrument that does not answer, and reports any it could not confirm.
 
+Checkpoints: :meth:`LabBench.state_dict` holds the bench's counters (pulses per device,
+samples settled) and, for an emulated lab, the emulated devices (the ``emulator``'s state,
+under ``emulator.*``), so a resumed run continues counting and, emulated, continues on the
+same devices. A physical crossbar keeps its own state. Pulses are counted as the board
+confirms them (:class:`drivers.serial_board.PulseTally`), so a batch cut short by a fault or
+Ctrl-C is counted exactly, up to pulses the board never answered for (logged).
+
 ``hil bench check`` is :func:`drivers.bench_check.check_bench`.
 """
 
@@ -37,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Self
+from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -57,10 +64,30 @@ from .keithley2600 import Keithley2600
 from .lab_ports import BoardPort, SmuPort, TspPort, overlapped, smu_roles
 from .lab_requirements import CheckRow, capability_rows, smu_model_matches
 from .registry import board_driver, smu_driver
-from .serial_board import SerialBoard
+from .serial_board import PulseTally, SerialBoard
 from .smu import Smu
 
 log = logging.getLogger(__name__)
+
+#: Prefix of the emulator's entries in :meth:`LabBench.state_dict`.
+EMULATOR_PREFIX = "emulator."
+
+
+@runtime_checkable
+class SupportsState(Protocol):
+    """What a lab bench needs of the emulated lab behind it: its devices' state.
+
+    Implemented by :class:`simulators.instruments.emulated_lab.EmulatedLab`; the drivers
+    never import the simulators, so the bench sees it only through this protocol.
+    """
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The emulated devices' state as numpy arrays."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` returned (ConfigError if it does not fit)."""
+        ...
 
 
 class LabBench:
@@ -76,8 +103,9 @@ class LabBench:
         Overrides ``config.calibration`` (an emulated lab passes its physics' calibration).
     on_close : callable, optional
         Called last by :meth:`close` (e.g. to stop the emulators).
-    emulator : object, optional
-        The emulated lab behind the addresses, if any (kept for inspection, never used).
+    emulator : SupportsState, optional
+        The emulated lab behind the addresses, if any: its devices are saved and restored
+        with the bench's state (:meth:`state_dict`); otherwise kept for inspection.
     resource_manager : pyvisa.ResourceManager, optional
         Used to open the SMUs; default a pyvisa-py manager owned by the bench.
 
@@ -86,7 +114,8 @@ class LabBench:
     limits : SafetyLimits
     calibration : PulseCalibration
     pulse_counts : ndarray of int, shape (n_devices,)
-        Pulses delivered to every device by this bench.
+        Pulses delivered to every device by this bench (and by the runs it resumes), as the
+        boards confirmed them.
     samples_settled : int
         Samples settled so far (one per row of every ``settle``).
 
@@ -105,7 +134,7 @@ class LabBench:
         addresses: Mapping[str, str] | None = None,
         calibration: PulseCalibration | None = None,
         on_close: Callable[[], None] | None = None,
-        emulator: Any = None,
+        emulator: SupportsState | None = None,
         resource_manager: object | None = None,
     ) -> None:
         self.network = network
@@ -476,28 +505,123 @@ class LabBench:
 
     def pulse(self, request: PulseRequest) -> PulseReport:
         """Apply programming pulses: board(s) to programming mode, ``PULSE:MANY`` lines
-        (positive counts at +amplitude, negative at -amplitude), back to network mode."""
+        (positive counts at +amplitude, negative at -amplitude), back to network mode.
+
+        ``pulse_counts`` is credited with what each board confirmed, line by line, so a
+        request that fails part-way (an error reply, a timeout, Ctrl-C) has counted exactly
+        the pulses delivered before the error propagates; pulses the board never answered
+        for are left out and logged as uncertain.
+        """
         request.check_devices(self.network.n_devices)
         self.limits.check_pulse(request)
         ids = np.asarray(request.device_ids, dtype=np.int64)
         counts = np.asarray(request.counts, dtype=np.int64)
         boards, rows, cols = self.wiring.device_lines
-        plan: dict[str, list[tuple[int, int, float, int]]] = {}
+        plan: dict[str, tuple[list[int], list[tuple[int, int, float, int]]]] = {}
         for d, n in zip(ids.tolist(), counts.tolist(), strict=True):
             if n:
                 amp = request.amplitude_v if n > 0 else -request.amplitude_v
-                plan.setdefault(boards[d], []).append((int(rows[d]), int(cols[d]), amp, abs(n)))
+                devices, entries = plan.setdefault(boards[d], ([], []))
+                devices.append(d)
+                entries.append((int(rows[d]), int(cols[d]), amp, abs(n)))
         with self._lock:
             self._ready()
             if plan:
                 self._quiesce()
-            for name, entries in plan.items():
+            for name, (devices, entries) in plan.items():
                 board = self._boards[name]
                 board.mode("programming")
-                board.pulse_many(entries, request.width_s, self.config.pulse_scheme)
+                tally = PulseTally()
+                try:
+                    board.pulse_many(
+                        entries, request.width_s, self.config.pulse_scheme, tally=tally
+                    )
+                finally:  # whatever stopped it: credit what the board confirmed
+                    self._credit(name, devices, tally)
                 board.mode("network")
-            self.pulse_counts[ids] += np.abs(counts)
         return PulseReport(ids, counts.copy(), np.zeros(len(ids), dtype=np.int64))
+
+    def _credit(self, board: str, devices: list[int], tally: PulseTally) -> None:
+        """Add the pulses ``tally`` confirms to ``pulse_counts`` (entry k is ``devices[k]``;
+        a device listed twice gets both); log the ones left uncertain."""
+        delivered = tally.delivered()
+        np.add.at(
+            self.pulse_counts, np.asarray(devices[: len(delivered)], dtype=np.int64), delivered
+        )
+        if tally.uncertain:
+            first = tally.completed
+            log.warning(
+                "%s: %d pulse(s) to %d device(s) (ids %s) may or may not have been delivered "
+                "(the board did not answer for them); pulse_counts leaves them out",
+                board,
+                tally.pulses_uncertain,
+                tally.uncertain,
+                _ids_words(devices[first : first + tally.uncertain]),
+            )
+
+    # --- state for checkpoints -----------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The bench's counters and, for an emulated lab, its devices (for checkpoints).
+
+        Keys: ``pulse_counts`` (shape (n_devices,)), ``samples_settled`` (a scalar) and
+        ``emulator.*`` (the emulator's :meth:`SupportsState.state_dict`) when the bench
+        was given a stateful emulator. A physical crossbar keeps its own device state.
+        """
+        with self._lock:
+            state = {
+                "pulse_counts": self.pulse_counts.copy(),
+                "samples_settled": np.array(self.samples_settled, dtype=np.int64),
+            }
+            if isinstance(self.emulator, SupportsState):
+                emulated = self.emulator.state_dict()
+                state.update({f"{EMULATOR_PREFIX}{k}": v for k, v in emulated.items()})
+        return state
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` saved: counting goes on from the saved counts,
+        an emulated lab's devices are where they were.
+
+        Raises
+        ------
+        ConfigError
+            The state is not a lab bench's, belongs to a network with another number of
+            devices, or holds emulated devices for a physical bench (or none for an
+            emulated one). Nothing is changed then.
+        """
+        missing = {"pulse_counts", "samples_settled"} - set(state)
+        if missing:
+            raise ConfigError(
+                f"saved bench state lacks {', '.join(sorted(missing))}: not a lab bench's state"
+            )
+        counts = np.asarray(state["pulse_counts"])
+        n = self.network.n_devices
+        if counts.shape != (n,):
+            raise ConfigError(
+                f"saved lab bench state counts pulses for {counts.size} devices but the "
+                f"network has {n}: it belongs to another network"
+            )
+        emulated = {
+            k.removeprefix(EMULATOR_PREFIX): np.asarray(v)
+            for k, v in state.items()
+            if k.startswith(EMULATOR_PREFIX)
+        }
+        stateful = isinstance(self.emulator, SupportsState)
+        if emulated and not stateful:
+            raise ConfigError(
+                "saved bench state holds emulated devices but this lab bench is not "
+                "emulated: resume an emulated run on its emulated lab"
+            )
+        if stateful and not emulated:
+            raise ConfigError(
+                "saved bench state holds no emulated devices (a physical bench's state?) but "
+                "this lab bench is emulated"
+            )
+        with self._lock:
+            if stateful:
+                assert self.emulator is not None
+                self.emulator.load_state_dict(emulated)  # first: it may refuse the state
+            self.pulse_counts = counts.astype(np.int64, copy=True)
+            self.samples_settled = int(state["samples_settled"])
 
     def read_conductances(self, device_ids: np.ndarray | None = None) -> np.ndarray:
         """Conductances (S) read one ``READ`` each at ``read_voltage``: ``G = I / V``."""
@@ -521,6 +645,12 @@ class LabBench:
                     g[j] = board.read_device(int(rows[d]), int(cols[d]), v_read) / v_read
                 board.mode("network")
         return g
+
+
+def _ids_words(ids: list[int], shown: int = 10) -> str:
+    """``3, 7, 12`` or ``3, 7, ... (25 in all)``."""
+    words = ", ".join(str(d) for d in ids[:shown])
+    return words if len(ids) <= shown else f"{words}, ... ({len(ids)} in all)"
 
 
 def _reopen_smu(smu: Smu) -> None:

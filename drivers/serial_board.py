@@ -3,6 +3,13 @@
 The protocol is documented in ``docs/serial-board-protocol.md``. Every argument is checked
 against the capabilities the board reported at connect before anything is sent; an ``ERR``
 reply, a timeout or a lost port raises ``InstrumentError``.
+
+Pulses are the one thing a host must never lose count of, so :meth:`SerialBoard.pulse_many`
+fills in a :class:`PulseTally` as the board confirms each line: how many entries it
+delivered in full, how many pulses of the entry a fault cut short (``ERR ... completed=<k>
+partial=<p>``), and how many entries are uncertain (sent, but never answered for). A failed
+line raises :class:`PulseError`, an ``InstrumentError`` carrying the tally; a Ctrl-C while a
+line is out waits (at most ``timeout``) for its reply before re-raising, to learn its count.
 """
 
 from __future__ import annotations
@@ -10,9 +17,10 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import get_args
 
@@ -25,6 +33,13 @@ from hil.vocabulary import DEFAULT_BOARD_MODEL, PULSE_SCHEMES, BoardMode, PulseS
 log = logging.getLogger(__name__)
 
 _MODES: tuple[BoardMode, ...] = get_args(BoardMode)
+
+#: ``ERR <code> completed=<k> partial=<p> <message>``: a pulse command cut short.
+_CUT_SHORT = re.compile(r"ERR (\d+) completed=(\d+)(?: partial=(\d+))?(?: |$)")
+
+#: Error codes after which the board has changed nothing (it validates a command in full
+#: before applying any of it).
+_NOTHING_DONE = frozenset(range(100, 106))
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,92 @@ class BoardCapabilities:
         if min(counts) < 1 or len(caps.pulse_count) != 2 or caps.pulse_count[0] < 1:
             raise ValueError(f"implausible capabilities {payload!r}")
         return caps
+
+
+@dataclass
+class PulseTally:
+    """How far a :meth:`SerialBoard.pulse_many` got, filled in as the board answers.
+
+    Entries are counted from the start of the list given to ``pulse_many``, in its order,
+    so that the caller can credit each device exactly what it received, whatever stopped
+    the call (an error reply, a timeout, Ctrl-C).
+
+    Attributes
+    ----------
+    counts : tuple of int
+        Pulses asked for per entry (set by ``pulse_many`` once the arguments are checked).
+    completed : int
+        Leading entries the board confirmed delivered in full.
+    partial : int
+        Pulses of entry ``completed`` the board reported delivered before it stopped
+        (0 when no entry was cut short).
+    uncertain : int
+        Entries after those that were sent in a line whose outcome is unknown (no reply, a
+        lost port, a reply that does not say how far the board got): they may or may not
+        have been delivered.
+    """
+
+    counts: tuple[int, ...] = ()
+    completed: int = 0
+    partial: int = 0
+    uncertain: int = 0
+
+    @property
+    def done(self) -> bool:
+        """Every entry confirmed delivered."""
+        return self.completed == len(self.counts)
+
+    def delivered(self) -> np.ndarray:
+        """Pulses known delivered per entry, shape (len(counts),), int64."""
+        out = np.zeros(len(self.counts), dtype=np.int64)
+        out[: self.completed] = self.counts[: self.completed]
+        if self.partial:
+            out[self.completed] = self.partial
+        return out
+
+    @property
+    def pulses_delivered(self) -> int:
+        """Pulses known delivered, over all entries."""
+        return sum(self.counts[: self.completed]) + self.partial
+
+    @property
+    def pulses_uncertain(self) -> int:
+        """Pulses of the uncertain entries."""
+        return sum(self.counts[self.completed : self.completed + self.uncertain])
+
+    def words(self) -> str:
+        """E.g. ``3 of 5 devices pulsed in full (+2 of 7 pulses to the next), 17 of 40
+        pulses delivered; 2 devices (9 pulses) uncertain``."""
+        n = len(self.counts)
+        text = f"{self.completed} of {n} devices pulsed in full"
+        if self.partial:
+            text += f" (+{self.partial} of {self.counts[self.completed]} pulses to the next)"
+        text += f", {self.pulses_delivered} of {sum(self.counts)} pulses delivered"
+        if self.uncertain:
+            text += (
+                f"; {self.uncertain} device(s) ({self.pulses_uncertain} pulses) uncertain: "
+                "the board did not say whether it pulsed them"
+            )
+        return text
+
+
+class PulseError(InstrumentError):
+    """A ``pulse_many`` line failed; ``tally`` says exactly what was delivered before.
+
+    Parameters
+    ----------
+    instrument, command, reason : str
+        As for :class:`~hil.errors.InstrumentError`; the reason ends with the tally's words.
+    tally : PulseTally
+    """
+
+    def __init__(self, instrument: str, command: str, reason: str, tally: PulseTally) -> None:
+        super().__init__(instrument, command, f"{reason}; {tally.words()}")
+        self.tally = tally
+
+
+class _NotSent(InstrumentError):
+    """The command was refused before a byte of it left the host."""
 
 
 class SerialBoard:
@@ -300,7 +401,9 @@ class SerialBoard:
         pulses: Iterable[tuple[int, int, float, int]],
         width: float,
         scheme: PulseScheme = "V/3",
-    ) -> None:
+        *,
+        tally: PulseTally | None = None,
+    ) -> PulseTally:
         """Pulse many devices, in order, with as few command lines as ``MAX_LINE`` allows.
 
         Parameters
@@ -311,6 +414,23 @@ class SerialBoard:
             Pulse width (s), common to all.
         scheme : {"V/2", "V/3"}
             Biasing of the unselected lines, common to all.
+        tally : PulseTally, optional
+            Filled in as the board confirms each line (reset first), so that a caller
+            learns what was delivered however the call ends; default a new one.
+
+        Returns
+        -------
+        PulseTally
+            ``tally``, every entry completed.
+
+        Raises
+        ------
+        PulseError
+            A line failed (error reply, timeout, lost port); its ``tally`` says how many
+            entries were delivered, cut short or left uncertain. Later lines are not sent.
+        KeyboardInterrupt
+            Re-raised after waiting (at most ``timeout``) for the reply of the line in
+            flight, whose outcome is then in ``tally``.
         """
         entries = list(pulses)
         if not entries:
@@ -318,15 +438,65 @@ class SerialBoard:
         self._check_width_scheme(width, scheme)
         for row, col, amplitude, count in entries:
             self._check_pulse(row, col, amplitude, count)
+        tally = PulseTally() if tally is None else tally
+        tally.counts = tuple(int(count) for *_, count in entries)
+        tally.completed = tally.partial = tally.uncertain = 0
         head = f"PULSE:MANY {float(width)!r} {scheme} "
         chunk: list[str] = []
         for row, col, amplitude, count in entries:
             item = f"{row}:{col}:{float(amplitude)!r}:{count}"
             if chunk and len(head) + len(",".join([*chunk, item])) > self.capabilities.max_line:
-                self._query(head + ",".join(chunk), expect=f"PULSE:MANY {len(chunk)}")
+                self._pulse_line(head + ",".join(chunk), len(chunk), tally)
                 chunk = []
             chunk.append(item)
-        self._query(head + ",".join(chunk), expect=f"PULSE:MANY {len(chunk)}")
+        self._pulse_line(head + ",".join(chunk), len(chunk), tally)
+        return tally
+
+    def _pulse_line(self, command: str, n: int, tally: PulseTally) -> None:
+        """Send one ``PULSE:MANY`` line of the ``n`` entries after ``tally.completed``; on
+        return they are completed, on any exception ``tally`` says what they got."""
+
+        def interrupted(reply: str | None) -> None:
+            if reply is None:
+                tally.uncertain = n
+                return
+            try:
+                self._count_reply(command, reply, n, tally)
+            except InstrumentError as exc:  # the interrupt goes on; the error is known now
+                log.error("%s: %s", self.name, exc)
+
+        try:
+            reply = self._exchange(command, interrupted)
+        except _NotSent as exc:
+            raise PulseError(exc.instrument, exc.command, exc.reason, tally) from exc
+        except InstrumentError as exc:  # a timeout or a lost port: it may have run
+            tally.uncertain = n
+            raise PulseError(exc.instrument, exc.command, exc.reason, tally) from exc
+        self._count_reply(command, reply, n, tally)
+
+    def _count_reply(self, command: str, reply: str, n: int, tally: PulseTally) -> None:
+        """Credit ``tally`` with what the reply to a line of ``n`` entries says was done;
+        raise PulseError unless all were."""
+        if reply == f"OK PULSE:MANY {n}":
+            tally.completed += n
+            return
+        cut = _CUT_SHORT.match(reply)
+        if cut is not None:
+            k, p = int(cut[2]), int(cut[3] or 0)
+            first = tally.completed
+            if (k < n and p < tally.counts[first + k]) or (k == n and p == 0):
+                tally.completed, tally.partial = first + k, p
+            else:
+                tally.uncertain = n  # an impossible count: trust none of it
+                reply += f" (completed={k} partial={p} cannot be: the line had {n} entries)"
+        elif reply.startswith("ERR") and _code(reply) in _NOTHING_DONE:
+            pass  # validated before anything was applied: nothing of this line ran
+        else:
+            # an older firmware's ERR 110 (no completed=), an unknown code, an odd OK
+            tally.uncertain = n
+            if not reply.startswith("ERR"):
+                reply = f"expected 'OK PULSE:MANY {n}', got {reply!r}"
+        raise PulseError(self.name, command, reply, tally)
 
     def read_device(self, row: int, col: int, v_read: float) -> float:
         """Current (A) through device (row, col) biased at ``v_read`` (V); G = I / v_read."""
@@ -390,11 +560,11 @@ class SerialBoard:
             raise InstrumentError(self.name, command, f"expected {n} values, got {payload!r}")
         return values
 
-    def _read_line(self, port: serial.SerialBase) -> bytes:
-        """One reply line, read in chunks (``read_until`` reads a byte per call, which makes
-        an 800-byte ``ADC:READ`` reply cost 800 system calls); ends early on timeout."""
+    def _read_line(self, port: serial.SerialBase, raw: bytearray) -> bytes:
+        """One reply line, read into ``raw`` in chunks (``read_until`` reads a byte per call,
+        which makes an 800-byte ``ADC:READ`` reply cost 800 system calls); ends early on
+        timeout. ``raw`` keeps what arrived if the read is interrupted."""
         deadline = time.monotonic() + self.timeout
-        raw = bytearray()
         while True:
             chunk = port.read(max(1, port.in_waiting))
             raw += chunk
@@ -404,30 +574,68 @@ class SerialBoard:
             if not chunk or time.monotonic() >= deadline:
                 return bytes(raw)
 
-    def _query(self, command: str, expect: str | None = None) -> str:
-        """Send one command line and return the reply's payload after ``OK``."""
+    def _drain(self, port: serial.SerialBase, raw: bytearray) -> str | None:
+        """After an interrupt: the rest of the reply line begun in ``raw`` (at most
+        ``timeout`` more), stripped, or None when it does not come whole."""
+        try:
+            line = self._read_line(port, raw)
+        except (KeyboardInterrupt, serial.SerialException, OSError):
+            return None  # a second Ctrl-C, or the port went: give up on it
+        if not line.endswith(b"\n"):
+            return None
+        return line.decode("ascii", "replace").strip()
+
+    def _exchange(
+        self, command: str, interrupted: Callable[[str | None], None] | None = None
+    ) -> str:
+        """Send one command line and return its reply line, stripped.
+
+        Parameters
+        ----------
+        command : str
+        interrupted : callable, optional
+            On a KeyboardInterrupt after the line was (perhaps partly) written, called with
+            the reply drained from the port (None when it did not come) before re-raising.
+
+        Raises
+        ------
+        InstrumentError
+            No reply within ``timeout``, or the port failed (``_NotSent`` when the port was
+            closed, so nothing was sent).
+        """
         line = (command + "\n").encode("ascii")
         if self._caps is not None and len(line) - 1 > self._caps.max_line:
             raise ValueError(
                 f"{self.name}: command of {len(line) - 1} bytes exceeds MAX_LINE "
                 f"{self._caps.max_line}; nothing sent"
             )
+        raw = bytearray()
         with self._lock:
             port = self._port
             if port is None or not port.is_open:
-                raise InstrumentError(self.name, command, "port is closed")
+                raise _NotSent(self.name, command, "port is closed")
+            writing = False
             try:
                 if port.in_waiting:  # a late reply to a command that timed out
                     port.read(port.in_waiting)
+                writing = True
                 port.write(line)
                 self.commands_sent += 1
-                raw = self._read_line(port)
+                reply = self._read_line(port, raw)
+            except KeyboardInterrupt:
+                if writing and interrupted is not None:
+                    interrupted(self._drain(port, raw))
+                raise
             except (serial.SerialException, OSError) as exc:
                 raise InstrumentError(self.name, command, f"port failed: {exc}") from exc
-        if not raw.endswith(b"\n"):
-            got = f" (partial {raw!r})" if raw else ""
+        if not reply.endswith(b"\n"):
+            got = f" (partial {reply!r})" if reply else ""
             raise InstrumentError(self.name, command, f"no reply within {self.timeout} s{got}")
-        reply = raw.decode("ascii", "replace").strip()
+        return reply.decode("ascii", "replace").strip()
+
+    def _query(self, command: str, expect: str | None = None) -> str:
+        """Send one command line and return the reply's payload after ``OK``."""
+        reply = self._exchange(command)
         if reply.startswith("ERR"):
             raise InstrumentError(self.name, command, reply)
         if reply != "OK" and not reply.startswith("OK "):
@@ -436,3 +644,9 @@ class SerialBoard:
         if expect is not None and payload != expect:
             raise InstrumentError(self.name, command, f"expected 'OK {expect}', got {reply!r}")
         return payload
+
+
+def _code(reply: str) -> int | None:
+    """The code of an ``ERR <code> ...`` reply (None when it has none)."""
+    fields = reply.split(maxsplit=2)
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None

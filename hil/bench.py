@@ -373,6 +373,16 @@ class StatefulBench(Protocol):
         ...
 
 
+@runtime_checkable
+class PulseCounting(Protocol):
+    """A bench that counts the pulses every device received (every bench here does)."""
+
+    @property
+    def pulse_counts(self) -> np.ndarray:
+        """Pulses delivered to every device, int shape (n_devices,)."""
+        ...
+
+
 @contextmanager
 def in_safe_hands(bench: Bench) -> Iterator[Bench]:
     """Use a bench and leave it in its safe state on every way out (errors, Ctrl-C)."""

@@ -11,10 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hil.errors import ConfigError, HilError
+from hil.stopping import exit_status, stop_on_signals
+from hil.store import DATA_DIR_ENV, RUN_STATUSES
+
+if TYPE_CHECKING:
+    from hil.store import RunStore
 
 log = logging.getLogger("hil")
 
@@ -22,30 +30,141 @@ log = logging.getLogger("hil")
 def _train(args: argparse.Namespace) -> int:
     from hil.config import load_config
     from hil.progress import ProgressBar
-    from hil.run import Run, default_run_dir
+    from hil.run import Run, check_resumable, resume_config
+    from hil.store import RunStore
 
-    config = load_config(args.config, epochs=args.epochs, seed=args.seed)
-    run_dir = Path(args.resume or args.out or default_run_dir(config.name))
+    if args.resume is not None:
+        store, run_id = _locate_run(args.resume, args.data_dir)
+        record = store.get_run(run_id)
+        check_resumable(record.status, run_id)
+        given = load_config(args.config) if args.config else None
+        config = resume_config(record.config, given, epochs=args.epochs, seed=args.seed)
+        if config.model_dump(mode="json") != record.config:
+            store.set_config(run_id, config.model_dump(mode="json"))
+    else:
+        if args.config is None:
+            raise ConfigError("hil train needs a CONFIG (or --resume RUN to continue a run)")
+        config = load_config(args.config, epochs=args.epochs, seed=args.seed)
+        if args.out is not None:
+            store, run_id = RunStore.open(args.out.parent), args.out.name
+        else:
+            store = RunStore.open(args.data_dir)
+            run_id = store.new_run_id(config.name)
+    run_dir = store.run_dir(run_id)
     listeners = [] if args.quiet else [ProgressBar()]
-    run = Run(config, run_dir, resume=args.resume is not None, listeners=listeners)
+    run = Run(
+        config, store=store, run_id=run_id, resume=args.resume is not None, listeners=listeners
+    )
     try:
         result = run.execute()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         words = run.safe_state.words() if run.safe_state else "no bench was built"
         print(
-            f"\ninterrupted: {words}; resume with `hil train {args.config} --resume {run_dir}`",
+            f"\ninterrupted{_by(exc)}: {words}; continue with `hil train --resume {run_dir}`",
             file=sys.stderr,
         )
-        return 130
-    summary = {"config": str(args.config), **result.summary()}
+        return exit_status(exc)
+    finally:
+        store.close()
+    summary = {"config": str(args.config or record.config.get("name")), "run_id": run_id}
+    summary.update(result.summary())
     if args.json:
         print(json.dumps(summary))
     else:
         print(
             f"test accuracy {100 * summary['test_accuracy']:.2f}% after {summary['epochs']} "
-            f"epochs; curves in {run_dir / 'curves.png'}"
+            f"epochs; run {run_id}, curves in {run_dir / 'curves.png'}"
         )
     return 0
+
+
+def _locate_run(ref: str, data_dir: Path | None) -> tuple[RunStore, str]:
+    """A run named by its folder (``runs/ID``) or by its id in the data folder."""
+    from hil.store import RunStore
+
+    path = Path(ref)
+    if path.is_dir():
+        return RunStore.open(path.resolve().parent), path.resolve().name
+    return RunStore.open(data_dir), ref
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """``hil runs list|show|export``."""
+    from hil.store import RunStore
+
+    if args.runs_command == "list":
+        with RunStore.open(args.data_dir) as store:
+            store.mark_orphans()
+            records = store.list_runs(args.status, limit=args.limit)
+            last = {r.id: (store.metrics(r.id) or [{}])[-1] for r in records}
+        _print_runs(records, last)
+        return 0
+    store, run_id = _locate_run(args.run, args.data_dir)
+    with store:
+        store.mark_orphans()
+        record = store.get_run(run_id)
+        if args.runs_command == "show":
+            shown = {
+                **record.as_dict(),
+                "run_dir": str(store.run_dir(run_id)),
+                "epochs": record.config["training"].get("epochs"),
+                "metrics": store.metrics(run_id),
+                "checkpoints": store.checkpoints(run_id)[-1:],
+                "pulses": int(store.pulse_counts(run_id).sum()),
+                "config": record.config,
+            }
+            print(json.dumps(shown, indent=1))
+            return 0
+        return _export(store, run_id, args.to)
+
+
+def _print_runs(records: list, last: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "status", "epochs", "test acc.", "created", box=None)
+    for r in records:
+        acc = last[r.id].get("test_accuracy")
+        table.add_row(
+            r.id,
+            r.status,
+            f"{r.epochs_done}/{r.config['training'].get('epochs', '?')}",
+            "-" if acc is None else f"{100 * acc:.2f}%",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
+        )
+    Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+
+
+def _export(store: RunStore, run_id: str, to: Path) -> int:
+    """Metrics as CSV and the learning curves as PNG, from the store."""
+    import csv
+    import io
+
+    from hil.events import EpochMetrics
+    from hil.run_files import atomic_write_text
+
+    records = store.metrics(run_id)
+    if not records:
+        raise ConfigError(f"run {run_id} has no finished epoch to export")
+    to.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    csv_path = atomic_write_text(to / f"{run_id}-metrics.csv", text.getvalue())
+    print(csv_path)
+    try:
+        from hil.plots import plot_learning_curves
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'hil-eqprop[plots]'): no PNG")
+        return 0
+    history = [EpochMetrics.from_dict(r) for r in records]
+    print(plot_learning_curves(history, to / f"{run_id}-curves.png", run_id))
+    return 0
+
+
+def _by(interrupt: KeyboardInterrupt) -> str:
+    return f" by {interrupt}" if str(interrupt) else ""
 
 
 def _bench_check(args: argparse.Namespace) -> int:
@@ -108,18 +227,48 @@ def build_parser() -> argparse.ArgumentParser:
         "config.yaml, metrics.json, metrics.csv, curves.png and checkpoint.npz to the run "
         "directory.",
     )
-    train.add_argument("config", help=config_help)
+    train.add_argument("config", nargs="?", help=config_help + " (optional with --resume)")
     train.add_argument("--epochs", type=int, help="override training.epochs")
     train.add_argument("--seed", type=int, help="override training.seed")
-    train.add_argument("--out", type=Path, help="run directory (default runs/NAME-TIME)")
     train.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
+        "--out",
+        type=Path,
+        help="run folder (default DATA_DIR/NAME-TIME); its parent holds the run store",
     )
+    train.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a run (its folder or its id) from its last checkpoint, with its "
+        "stored config; only --epochs may change",
+    )
+    _data_dir_option(train)
     train.add_argument(
         "--json", action="store_true", help="print one JSON summary as the last line"
     )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=_train)
+
+    runs = sub.add_parser(
+        "runs",
+        help="list, show and export the runs of a data folder",
+        description="The runs recorded in the run store of a data folder (SQLite).",
+    )
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    runs_list = runs_sub.add_parser("list", help="one line per run, newest first")
+    runs_list.add_argument("--status", choices=RUN_STATUSES, help="only runs of this status")
+    runs_list.add_argument("--limit", type=int, default=50, help="most runs shown (50)")
+    runs_show = runs_sub.add_parser("show", help="a run's record, metrics and config as JSON")
+    runs_export = runs_sub.add_parser(
+        "export", help="a run's metrics as CSV and its learning curves as PNG"
+    )
+    runs_export.add_argument(
+        "--to", type=Path, default=Path("."), help="folder to write into (default: here)"
+    )
+    for action in (runs_list, runs_show, runs_export):
+        _data_dir_option(action)
+    for action in (runs_show, runs_export):
+        action.add_argument("run", metavar="RUN", help="the run's folder or its id")
+    runs.set_defaults(func=_runs)
 
     configs = sub.add_parser(
         "configs",
@@ -148,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"data folder: the run store and the run folders (default ${DATA_DIR_ENV} or ./runs)",
+    )
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
     """Log to standard error: warnings by default, ``-v`` info, ``-vv`` debug, ``-q`` errors."""
     level = (
@@ -172,20 +330,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose, args.quiet_logs)
     try:
-        return int(args.func(args))
+        with stop_on_signals():
+            return int(args.func(args))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except HilError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:  # a run directory that cannot be written: one line, the path
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"error:{where}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # a run folder that cannot be written: one line, the path
+        where = f" {exc.filename}:" if exc.filename else ""
+        print(f"error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except sqlite3.Error as exc:  # the run store: disk full, read-only folder, locked
+        print(f"error: run store: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        print(f"\ninterrupted{_by(exc)}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

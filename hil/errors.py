@@ -50,3 +50,8 @@ class InstrumentError(HilError, RuntimeError):
         self.reason = reason
         where = f" during {command!r}" if command else ""
         super().__init__(f"{instrument}{where}: {reason}")
+
+
+class InUseError(HilError, RuntimeError):
+    """A run, a bench or an instrument is held by another process or client; nothing was
+    touched. The message names the holder (``in use by PID 1234 since ...``)."""

@@ -1,24 +1,32 @@
 """The run object: one experiment end to end.
 
 :class:`Run` owns what running an experiment means: config -> data -> bench -> trainer ->
-run directory -> close, on every way out (success, error, Ctrl-C). It is the only writer
-of the run directory (:class:`hil.run_files.RunDirectory`); the CLI, the benchmarks and the
-API to come all train through it.
+run directory (and run store) -> close, on every way out (success, error, Ctrl-C, SIGTERM,
+a stop request). It is the only writer of a run's files (:class:`hil.run_files.RunDirectory`)
+and of its rows in the run store (:class:`hil.store.RunStore`); the CLI, the benchmarks and
+the API all train through it.
+
+A run in a store is locked for as long as a process trains it (:mod:`hil.locks`): a second
+process gets "in use by PID n since t" and touches nothing. A resumed run uses its stored
+config; :func:`resume_config` refuses any other change than the number of epochs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.bench import Bench, SafeStateReport
+from hil.bench import Bench, PulseCounting, SafeStateReport
 from hil.composition import build_bench, build_data, build_trainer
 from hil.config.run import RunConfig
-from hil.errors import InstrumentError
+from hil.errors import ConfigError, InstrumentError
 from hil.events import (
     EpochFinished,
     EpochMetrics,
@@ -27,11 +35,16 @@ from hil.events import (
     PulseNotes,
     RunEnded,
     RunStarted,
+    StepFinished,
 )
 from hil.run_files import RunDirectory
-from hil.trainer import Trainer
+from hil.store import RESUMABLE, RunStatus, RunStore
+from hil.trainer import StopRequested, Trainer
 
 log = logging.getLogger(__name__)
+
+#: Config fields a resume may change (anything else would make a different run).
+RESUMABLE_CHANGES = ("training.epochs",)
 
 
 def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
@@ -41,7 +54,7 @@ def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a finished run produced.
+    """What a run produced.
 
     Attributes
     ----------
@@ -51,21 +64,25 @@ class RunResult:
         Every epoch, including those done before a resume.
     seconds : float
         Wall-clock time of this execution (s), not counting epochs done before a resume.
+    status : str
+        ``finished``, or ``stopped`` when a stop request ended it early.
     """
 
     run_dir: Path | None
     history: list[EpochMetrics]
     seconds: float
+    status: str = "finished"
 
     def summary(self) -> dict[str, Any]:
         """The one-line JSON summary ``hil train --json`` prints."""
-        last = self.history[-1]
+        last = self.history[-1] if self.history else None
         return {
             "run_dir": None if self.run_dir is None else str(self.run_dir),
-            "epochs": last.epoch,
-            "test_accuracy": last.test_accuracy,
-            "train_accuracy": last.train_accuracy,
-            "test_loss": last.test_loss,
+            "status": self.status,
+            "epochs": last.epoch if last else 0,
+            "test_accuracy": last.test_accuracy if last else None,
+            "train_accuracy": last.train_accuracy if last else None,
+            "test_loss": last.test_loss if last else None,
             "pulses": int(sum(m.pulses for m in self.history)),
             "pulses_refused": int(sum(m.pulses_refused for m in self.history)),
             "reads": int(sum(m.reads for m in self.history)),
@@ -74,30 +91,40 @@ class RunResult:
 
 
 class Run:
-    """One experiment: train the network of a config on its bench, keep its files.
+    """One experiment: train the network of a config on its bench, keep its record.
 
     Parameters
     ----------
     config : RunConfig
-        Validated config (see :func:`hil.config.load_config`).
+        Validated config (see :func:`hil.config.load_config`); for a resume, the stored
+        one (see :func:`resume_config`).
     run_dir : Path or None
-        Where the run's files go; None writes nothing (benchmarks, quick experiments).
+        Where the run's files go when there is no store; None (and no store) writes
+        nothing (benchmarks, quick experiments).
     resume : bool
-        Continue from ``run_dir``'s checkpoint instead of starting afresh.
+        Continue from the checkpoint instead of starting afresh.
     listeners : sequence of callables
         Called with every :mod:`hil.events` event (progress bars, the API's stream).
+    store : RunStore, optional
+        Record the run there (status, metrics, checkpoints, pulse counters, events); its
+        files then go to ``store.run_dir(run_id)``.
+    run_id : str, optional
+        The run's id in ``store`` (required with a store).
+    bench : Bench, optional
+        Train on this bench (the API's leased benches) instead of building one from the
+        config; it is put in its safe state at the end but not closed.
 
     Attributes
     ----------
     safe_state : SafeStateReport or None
         What the bench confirmed when the run ended (None before it ends).
     status : str
-        ``created``, ``running``, ``finished``, ``interrupted`` or ``failed``.
+        ``created``, ``running``, ``finished``, ``stopped``, ``interrupted`` or ``failed``.
 
     Notes
     -----
     The constructor only stores its arguments; :meth:`execute` does the work. Errors in the
-    config, the data or the checkpoint are raised before a bench is built.
+    config, the data, the lock or the checkpoint are raised before a bench is built.
     """
 
     def __init__(
@@ -107,69 +134,99 @@ class Run:
         *,
         resume: bool = False,
         listeners: Sequence[Listener] = (),
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        bench: Bench | None = None,
     ) -> None:
+        if store is not None and run_id is None:
+            raise ValueError("a run in a store needs its run_id")
         self.config = config
+        self.store = store
+        self.run_id = run_id
+        if store is not None and run_id is not None:
+            run_dir = store.run_dir(run_id)
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.resume = resume
         self.listeners = list(listeners)
+        self.bench = bench
         self.safe_state: SafeStateReport | None = None
         self.status = "created"
+        self._trainer: Trainer | None = None
+        self._stop_requested = False
 
     def _emit(self, event: Event) -> None:
         for listener in self.listeners:
             listener(event)
 
-    def execute(self) -> RunResult:
-        """Train to ``training.epochs`` and write the run's files; returns the result.
+    def request_stop(self) -> None:
+        """Stop at the next step boundary, keeping a checkpoint there (thread-safe)."""
+        self._stop_requested = True
+        if self._trainer is not None:
+            self._trainer.request_stop()
 
-        The bench is closed on every way out, after a safe state whose report is kept in
-        :attr:`safe_state`. On Ctrl-C the last finished epoch's checkpoint stays and
-        KeyboardInterrupt propagates; an InstrumentError propagates with the safe-state
-        outcome added to its reason.
+    def execute(self) -> RunResult:
+        """Train to ``training.epochs`` and keep the run's record; returns the result.
+
+        The bench is put in its safe state on every way out (its report is kept in
+        :attr:`safe_state`) and closed if this run built it. On Ctrl-C (or SIGTERM,
+        SIGHUP) the last checkpoint stays and KeyboardInterrupt propagates; an
+        InstrumentError propagates with the safe-state outcome added to its reason.
         """
         config = self.config
         directory = None if self.run_dir is None else RunDirectory(self.run_dir)
+        lock = None
+        if self.store is not None and self.run_id is not None:
+            lock = self.store.run_lock(self.run_id).acquire()
+        try:
+            return self._execute_locked(config, directory)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _execute_locked(self, config: RunConfig, directory: RunDirectory | None) -> RunResult:
         data = build_data(config)
+        if self.store is not None and self.run_id is not None and not self.resume:
+            self._create_record(self.store, self.run_id)
         state = None
         if self.resume:
             if directory is None:
-                raise ValueError("resume needs a run_dir")
+                raise ValueError("resume needs a run_dir or a store")
             state = directory.read_checkpoint()
-        bench = build_bench(config)
+        own_bench = self.bench is None
+        bench = build_bench(config) if self.bench is None else self.bench
         epochs_done = 0
+        trainer = None
         try:
             trainer = build_trainer(bench, config.training, data)
+            self._trainer = trainer
             if directory is not None:  # first: the checkpoint is written whatever else fails
-                trainer.subscribe(_Recorder(directory, trainer))
+                trainer.subscribe(_Recorder(self, directory, trainer, bench))
             trainer.subscribe(self._log_notes)
             for listener in self.listeners:
                 trainer.subscribe(listener)
             if state is not None:
                 epochs_done = trainer.load_state_dict(state)
-            elif directory is not None:
+            if directory is not None:
                 directory.create().write_config(config.model_dump(mode="json"))
-            description = (
-                f"{bench.network.describe()}; {len(data.y_train)} train / "
-                f"{len(data.y_test)} test samples of {data.name}"
-            )
-            if epochs_done:
-                description += f"; resuming after epoch {epochs_done}"
-            self.status = "running"
-            self._emit(
-                RunStarted(
-                    config.name,
-                    self.run_dir or Path("."),
-                    description,
-                    epochs_done + 1,
-                    config.training.epochs,
-                )
-            )
+            if self._stop_requested:
+                trainer.request_stop()
+            self._set_status("running")
+            self._emit(self._started(bench, data.name, len(data.y_train), len(data.y_test)))
             start = time.perf_counter()
-            history = trainer.fit()
+            status = "finished"
+            try:
+                history = trainer.fit()
+            except StopRequested:
+                status = "stopped"
+                history = trainer.history
+                if directory is not None:
+                    _Recorder(self, directory, trainer, bench).checkpoint()
             seconds = time.perf_counter() - start
             epochs_done = len(history)
+            if status == "finished":
+                self.safe_state = bench.safe_state()
         except KeyboardInterrupt:
-            self._end(bench, "interrupted", epochs_done)
+            self._end(bench, "interrupted", epochs_done, "interrupted (Ctrl-C or a signal)")
             raise
         except InstrumentError as exc:
             report = self._end(bench, "failed", epochs_done, str(exc))
@@ -177,19 +234,63 @@ class Run:
                 exc.instrument, exc.command, f"{exc.reason}; {report.words()}"
             ) from exc
         except BaseException as exc:
-            self._end(bench, "failed", epochs_done, str(exc))
+            self._end(bench, "failed", epochs_done, f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            bench.close()
-        if directory is not None:
+            if own_bench:
+                bench.close()
+        if status == "stopped":
+            self._end(bench, "stopped", epochs_done)
+        if directory is not None and history:
             _write_curves(directory, history, f"{config.name}: EqProp on {data.name}")
-        self.status = "finished"
-        self._emit(RunEnded("finished", epochs_done))
-        return RunResult(self.run_dir, list(history), seconds)
+        if status == "finished":
+            self._set_status("finished")
+            self._emit(RunEnded("finished", epochs_done))
+        return RunResult(self.run_dir, list(history), seconds, status)
 
-    def _end(self, bench: Bench, status: str, epochs_done: int, error: str = "") -> SafeStateReport:
-        self.safe_state = bench.safe_state()
+    def _create_record(self, store: RunStore, run_id: str) -> None:
+        """The run's row in the store (a row the API queued is taken as it is)."""
+        record = store.find_run(run_id)
+        if record is not None and record.status == "queued":
+            return
+        store.create_run(  # ConfigError if a run of that id exists: runs are never mixed
+            run_id,
+            self.config.model_dump(mode="json"),
+            bench_kind=self.config.bench.kind,
+            seed=self.config.training.seed,
+            git_revision=git_revision(),
+        )
+
+    def _started(self, bench: Bench, data: str, n_train: int, n_test: int) -> RunStarted:
+        done = len(self._trainer.history) if self._trainer else 0
+        description = (
+            f"{bench.network.describe()}; {n_train} train / {n_test} test samples of {data}"
+        )
+        if self._trainer is not None and (done or self._trainer.steps_done):
+            description += f"; resuming after epoch {done}"
+            if self._trainer.steps_done:
+                description += f" step {self._trainer.steps_done}"
+        return RunStarted(
+            self.config.name,
+            self.run_dir or Path("."),
+            description,
+            done + 1,
+            self.config.training.epochs,
+        )
+
+    def _set_status(self, status: RunStatus, error: str | None = None) -> None:
         self.status = status
+        if self.store is not None and self.run_id is not None:
+            self.store.set_status(self.run_id, status, error)
+
+    def _end(
+        self, bench: Bench, status: RunStatus, epochs_done: int, error: str = ""
+    ) -> SafeStateReport:
+        self.safe_state = bench.safe_state()
+        try:
+            self._set_status(status, error or None)
+        except Exception as exc:  # the safe state matters more than the record
+            log.error("could not record status %s of run %s: %s", status, self.run_id, exc)
         self._emit(RunEnded(status, epochs_done, error))  # type: ignore[arg-type]
         return self.safe_state
 
@@ -201,17 +302,128 @@ class Run:
 
 
 class _Recorder:
-    """Writes the checkpoint and the metrics after every epoch (the trainer's state is
-    consistent then)."""
+    """Keeps the run's record: a checkpoint and the metrics after every epoch (and every
+    ``checkpoint_every`` steps), and, with a store, every event."""
 
-    def __init__(self, directory: RunDirectory, trainer: Trainer) -> None:
+    def __init__(self, run: Run, directory: RunDirectory, trainer: Trainer, bench: Bench):
+        self.run = run
         self.directory = directory
         self.trainer = trainer
+        self.bench = bench
+        self.every = run.config.training.checkpoint_every
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, EpochFinished):
-            self.directory.write_checkpoint(self.trainer.state_dict())
+        store, run_id = self.run.store, self.run.run_id
+        if isinstance(event, StepFinished):
+            if self.every and event.step % self.every == 0 and event.step < event.steps:
+                self.checkpoint()
+            if store is not None and run_id is not None:
+                store.add_step(run_id, event.epoch, event.step, event.loss, event.accuracy)
+        elif isinstance(event, EpochFinished):
+            self.checkpoint()
             self.directory.write_metrics(self.trainer.history)
+            if store is not None and run_id is not None:
+                store.add_epoch(run_id, event.metrics)
+        if store is not None and run_id is not None:
+            store.add_event(run_id, event_kind(event), event_data(event))
+
+    def checkpoint(self) -> None:
+        """Write the checkpoint now (the trainer's state is consistent between steps)."""
+        path = self.directory.write_checkpoint(self.trainer.state_dict())
+        store, run_id = self.run.store, self.run.run_id
+        if store is not None and run_id is not None:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            epoch, step = len(self.trainer.history), self.trainer.steps_done
+            store.add_checkpoint(run_id, epoch, step, path, digest)
+            if isinstance(self.bench, PulseCounting):
+                store.set_pulse_counts(run_id, self.bench.pulse_counts)
+
+
+def event_kind(event: Event) -> str:
+    """The name of an event (``step``, ``epoch``, ``pulse_notes``, ``started``, ``ended``)."""
+    return {
+        StepFinished: "step",
+        EpochFinished: "epoch",
+        PulseNotes: "pulse_notes",
+        RunStarted: "started",
+        RunEnded: "ended",
+    }[type(event)]
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    """An event as JSON-ready data."""
+    if isinstance(event, EpochFinished):
+        return event.metrics.as_dict()
+    data = dataclasses.asdict(event)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+def resume_config(stored: dict[str, Any], given: RunConfig | None, **flags: object) -> RunConfig:
+    """The config a resumed run continues with: its stored config, changed only where
+    that is safe (``training.epochs``, to extend a run).
+
+    Parameters
+    ----------
+    stored : dict
+        The run's config as the store holds it.
+    given : RunConfig or None
+        The config named on the command line again, if any; every difference from the
+        stored one outside :data:`RESUMABLE_CHANGES` is refused.
+    **flags
+        ``training`` overrides given at resume (``epochs``, ``seed``); None for unset.
+
+    Raises
+    ------
+    ConfigError
+        Naming every field that differs, with both values.
+    """
+    base = RunConfig.model_validate(stored)
+    wanted = (given or base).model_dump(mode="json")
+    for key, value in flags.items():
+        if value is not None:
+            wanted["training"][key] = value
+    old, new = _flatten(base.model_dump(mode="json")), _flatten(wanted)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    refused = [k for k in changed if k not in RESUMABLE_CHANGES]
+    if refused:
+        details = "; ".join(f"{k}: stored {old.get(k)!r}, given {new.get(k)!r}" for k in refused)
+        raise ConfigError(
+            f"a resumed run keeps its config; only {', '.join(RESUMABLE_CHANGES)} may change "
+            f"({details})"
+        )
+    return RunConfig.model_validate(wanted)
+
+
+def check_resumable(status: str, run_id: str) -> None:
+    """ConfigError unless a run of this status can be resumed."""
+    if status not in RESUMABLE:
+        raise ConfigError(f"run {run_id} is {status}; only {', '.join(RESUMABLE)} runs resume")
+
+
+def git_revision() -> str | None:
+    """The project's git revision, when it runs from a checkout (None otherwise)."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def _write_curves(directory: RunDirectory, history: list[EpochMetrics], title: str) -> None:

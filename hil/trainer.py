@@ -13,8 +13,9 @@ so that a resumed run continues exactly.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -97,6 +98,8 @@ class Trainer:
         self.rng = rng
         self.listeners = list(listeners or [])
         self.history: list[EpochMetrics] = []
+        self._progress: _EpochProgress | None = None  # the epoch in progress, if any
+        self._stop = threading.Event()
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` with every event from now on."""
@@ -119,68 +122,102 @@ class Trainer:
         return float(np.concatenate(losses).mean()), correct / len(labels)
 
     # --- training -----------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop at the next step boundary: :meth:`fit` raises :class:`StopRequested` there
+        (thread-safe; the state is then consistent and can be checkpointed)."""
+        self._stop.set()
+
     def fit(self) -> list[EpochMetrics]:
         """Train up to ``schedule.epochs`` (continuing a resumed run); returns the history.
 
-        The bench is left in its safe state on every way out (errors, Ctrl-C).
+        The bench is left in its safe state on every way out (errors, Ctrl-C, a stop).
+
+        Raises
+        ------
+        StopRequested
+            :meth:`request_stop` was called; raised at a step boundary.
         """
         with in_safe_hands(self.bench):
             for epoch in range(len(self.history) + 1, self.schedule.epochs + 1):
-                metrics = self._epoch(epoch)
+                if self._progress is None or self._progress.epoch != epoch:
+                    self._progress = self._start_epoch(epoch)
+                progress = self._progress
+                while progress.step < progress.steps:
+                    self._step(progress)
+                    self._emit(
+                        StepFinished(
+                            epoch,
+                            progress.step,
+                            progress.steps,
+                            progress.loss_sum / progress.seen,
+                            progress.correct / progress.seen,
+                        )
+                    )
+                    if self._stop.is_set():
+                        raise StopRequested(f"stopped after epoch {epoch} step {progress.step}")
+                metrics = self._finish_epoch(progress)
+                self._progress = None
                 self.history.append(metrics)
                 self._emit(EpochFinished(metrics))
         return self.history
 
-    def _epoch(self, epoch: int) -> EpochMetrics:
+    def _start_epoch(self, epoch: int) -> _EpochProgress:
         start = time.perf_counter()
-        programmer, schedule = self.programmer, self.schedule
-        programmer.resync()
-        capped_before = programmer.capped
-        net = self.bench.network
-        g_ref = net.g_bounds[1]
-        lr = schedule.learning_rate_at(epoch)
+        self.programmer.resync()
         order = self.rng.permutation(len(self.data.y_train))
-        n_steps = -(-len(order) // schedule.batch_size)
-        pulses, seen, correct, loss_sum = 0, 0, 0, 0.0
-        refused = reads = unconverged = residual_n = 0
-        residual_sq = 0.0
-        for step in range(n_steps):
-            idx = order[step * schedule.batch_size : (step + 1) * schedule.batch_size]
-            labels = self.data.y_train[idx]
-            result = self.estimator.estimate(
-                self.bench, net.encode_inputs(self.data.x_train[idx]), labels
-            )
-            report = programmer.apply(-lr * g_ref * result.gradient)
-            pulses += report.pulses
-            refused += report.refused
-            reads += report.reads
-            unconverged += report.unconverged.size
-            residual_sq += float(np.sum(report.residual**2))
-            residual_n += report.residual.size
-            if report.notes:
-                self._emit(PulseNotes(epoch, step + 1, tuple(report.notes)))
-            seen += len(idx)
-            correct += int(np.sum(result.free.outputs.argmax(axis=1) == labels))
-            loss_sum += float(result.loss.sum())
-            if schedule.resync_every and (step + 1) % schedule.resync_every == 0:
-                programmer.resync()
-            self._emit(StepFinished(epoch, step + 1, n_steps, loss_sum / seen, correct / seen))
+        return _EpochProgress(
+            epoch=epoch,
+            order=order,
+            steps=-(-len(order) // self.schedule.batch_size),
+            capped_before=self.programmer.capped,
+            seconds=time.perf_counter() - start,
+        )
+
+    def _step(self, p: _EpochProgress) -> None:
+        start = time.perf_counter()
+        schedule, programmer = self.schedule, self.programmer
+        net = self.bench.network
+        lr = schedule.learning_rate_at(p.epoch)
+        idx = p.order[p.step * schedule.batch_size : (p.step + 1) * schedule.batch_size]
+        labels = self.data.y_train[idx]
+        result = self.estimator.estimate(
+            self.bench, net.encode_inputs(self.data.x_train[idx]), labels
+        )
+        report = programmer.apply(-lr * net.g_bounds[1] * result.gradient)
+        p.step += 1
+        p.pulses += report.pulses
+        p.refused += report.refused
+        p.reads += report.reads
+        p.unconverged += report.unconverged.size
+        p.residual_sq += float(np.sum(report.residual**2))
+        p.residual_n += report.residual.size
+        if report.notes:
+            self._emit(PulseNotes(p.epoch, p.step, tuple(report.notes)))
+        p.seen += len(idx)
+        p.correct += int(np.sum(result.free.outputs.argmax(axis=1) == labels))
+        p.loss_sum += float(result.loss.sum())
+        if schedule.resync_every and p.step % schedule.resync_every == 0:
+            programmer.resync()
+        p.seconds += time.perf_counter() - start
+
+    def _finish_epoch(self, p: _EpochProgress) -> EpochMetrics:
+        start = time.perf_counter()
         train_loss, train_acc = self.evaluate(self.data.x_train, self.data.y_train)
         test_loss, test_acc = self.evaluate(self.data.x_test, self.data.y_test)
         return EpochMetrics(
-            epoch=epoch,
+            epoch=p.epoch,
             train_loss=train_loss,
             train_accuracy=train_acc,
             test_loss=test_loss,
             test_accuracy=test_acc,
-            pulses=pulses,
-            pulses_capped=programmer.capped - capped_before,
-            learning_rate=lr,
-            seconds=time.perf_counter() - start,
-            pulses_refused=refused,
-            reads=reads,
-            residual_rms=float(np.sqrt(residual_sq / residual_n)) if residual_n else 0.0,
-            unconverged=unconverged,
+            pulses=p.pulses,
+            pulses_capped=self.programmer.capped - p.capped_before,
+            learning_rate=self.schedule.learning_rate_at(p.epoch),
+            seconds=p.seconds + time.perf_counter() - start,
+            pulses_refused=p.refused,
+            reads=p.reads,
+            residual_rms=float(np.sqrt(p.residual_sq / p.residual_n)) if p.residual_n else 0.0,
+            unconverged=p.unconverged,
         )
 
     # --- state for checkpoints ------------------------------------------------------------
@@ -188,7 +225,8 @@ class Trainer:
         """Everything a resumed run needs, as numpy arrays (``np.savez``-ready).
 
         Keys: ``bench.*`` (when the bench can save its devices), ``programmer.*``,
-        ``rng_state`` and ``history`` (JSON strings) and ``epoch``.
+        ``rng_state`` and ``history`` (JSON strings), ``epoch`` (epochs finished) and,
+        between the steps of an epoch, ``progress.*`` (its batch order and running sums).
         """
         arrays: dict[str, np.ndarray] = {}
         if isinstance(self.bench, StatefulBench):
@@ -197,6 +235,8 @@ class Trainer:
         arrays["rng_state"] = np.array(json.dumps(self.rng.bit_generator.state))
         arrays["history"] = np.array(json.dumps([m.as_dict() for m in self.history]))
         arrays["epoch"] = np.array(len(self.history))
+        if self._progress is not None:
+            arrays.update({f"progress.{k}": v for k, v in self._progress.state_dict().items()})
         return arrays
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> int:
@@ -213,7 +253,50 @@ class Trainer:
         self.rng.bit_generator.state = json.loads(str(state["rng_state"]))
         records = json.loads(str(state["history"]))
         self.history = [EpochMetrics.from_dict(r) for r in records]
+        progress = _section(state, "progress.")
+        self._progress = _EpochProgress.from_state_dict(progress) if progress else None
         return int(state["epoch"])
+
+    @property
+    def steps_done(self) -> int:
+        """Steps finished in the epoch in progress (0 between epochs)."""
+        return 0 if self._progress is None else self._progress.step
+
+
+class StopRequested(Exception):
+    """:meth:`Trainer.request_stop` was honoured at a step boundary (not an error)."""
+
+
+@dataclass
+class _EpochProgress:
+    """An epoch between two steps: its batch order and running sums (checkpointed)."""
+
+    epoch: int
+    order: np.ndarray
+    steps: int
+    capped_before: int
+    step: int = 0
+    seconds: float = 0.0
+    pulses: int = 0
+    refused: int = 0
+    reads: int = 0
+    unconverged: int = 0
+    residual_sq: float = 0.0
+    residual_n: int = 0
+    seen: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, np.ndarray]) -> _EpochProgress:
+        values = {f.name: state[f.name] for f in fields(cls)}
+        return cls(
+            order=np.asarray(values.pop("order"), dtype=np.int64),
+            **{k: v.item() for k, v in values.items()},
+        )
 
 
 def _section(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

@@ -46,6 +46,9 @@ class TrainingConfig(BaseModel):
         Seeds the bench's initial state, the split, the batches and the pulse rounding.
     resync_every : int
         Re-read every conductance after this many steps (0: only at the start of epochs).
+    checkpoint_every : int
+        Also checkpoint after every this many steps (0: only after every epoch); a run
+        interrupted mid-epoch then resumes from its last such step.
     programming : ProgrammingConfig
         How updates become pulses: ``open_loop``, ``sign`` or ``write_verify`` and their
         threshold, tolerance, iteration cap and amplitude ramp (see hil.programming).
@@ -62,6 +65,7 @@ class TrainingConfig(BaseModel):
     target_amplitude: float = Field(1.0, gt=0)
     seed: int = 0
     resync_every: int = Field(0, ge=0)
+    checkpoint_every: int = Field(0, ge=0)
     programming: ProgrammingConfig = Field(default_factory=ProgrammingConfig)
 
 

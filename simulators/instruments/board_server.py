@@ -16,7 +16,7 @@ import threading
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, get_args
+from typing import Protocol, cast, get_args
 
 import numpy as np
 
@@ -41,7 +41,11 @@ class BoardBackend(Protocol):
     def pulse(
         self, row: int, col: int, amplitude: float, width: float, count: int, scheme: PulseScheme
     ) -> None:
-        """Apply ``count`` pulses of ``amplitude`` (V, signed) and ``width`` (s) to one device."""
+        """Apply ``count`` pulses of ``amplitude`` (V, signed) and ``width`` (s) to one device.
+
+        All or nothing: a backend that raises has applied none of them (the firmware then
+        reports the entries before this one as completed).
+        """
 
     def read_device(self, row: int, col: int, v_read: float) -> float:
         """Return the current (A) through device (row, col) biased at ``v_read`` (V)."""
@@ -154,6 +158,25 @@ class _Reply(Exception):
         super().__init__(f"ERR {code} {message}")
 
 
+@dataclass
+class PulseFault:
+    """A pulse fault armed by :meth:`BoardServer.fail_after`.
+
+    Attributes
+    ----------
+    pulses : int
+        Pulses the board still delivers before the fault.
+    code : int
+        Error code of the reply.
+    message : str
+        Message of the reply, after its ``completed=`` and ``partial=`` fields.
+    """
+
+    pulses: int
+    code: int = 110
+    message: str = "hardware fault: injected"
+
+
 _REAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INDEX = re.compile(r"\d+")
 
@@ -198,6 +221,8 @@ class _Firmware:
         self.spec, self.backend = spec, backend
         self.mode = "IDLE"
         self.dac = [0.0] * spec.n_dac
+        #: Armed by BoardServer.fail_after; used up by the pulse command it cuts short.
+        self.pulse_fault: PulseFault | None = None
         self.commands: dict[str, tuple[Callable[[list[str]], str], int | None, str | None]] = {
             "*IDN?": (self._idn, 0, None),
             "CAP?": (self._cap, 0, None),
@@ -295,7 +320,7 @@ class _Firmware:
 
     def _pulse_args(
         self, amp: str, width: str, count: str, scheme: str
-    ) -> tuple[float, float, int, str]:
+    ) -> tuple[float, float, int, PulseScheme]:
         s = self.spec
         a, w = _real(amp, "pulse amplitude"), _real(width, "pulse width")
         n = _index(count, "pulse count")
@@ -304,17 +329,17 @@ class _Firmware:
         _in_range(a, s.pulse_amplitude, "pulse amplitude", "V")
         _in_range(w, s.pulse_width, "pulse width", "s")
         _in_range(n, s.pulse_count, "pulse count", "")
-        return a, w, n, scheme.upper()
+        return a, w, n, cast(PulseScheme, scheme.upper())
 
     def _pulse(self, args: list[str]) -> str:
         row, col = self._device(args[0], args[1])
         amp, width, count, scheme = self._pulse_args(*args[2:])
-        self.backend.pulse(row, col, amp, width, count, scheme)
+        self._deliver([(row, col, amp, width, count, scheme)])
         return f"PULSE {row} {col} {count}"
 
     def _pulse_many(self, args: list[str]) -> str:
         width_token, scheme_token, entries = args
-        todo = []
+        todo: list[tuple[int, int, float, float, int, PulseScheme]] = []
         for item in entries.split(","):
             parts = item.split(":")
             if len(parts) != 4:
@@ -324,9 +349,29 @@ class _Firmware:
                 parts[2], width_token, parts[3], scheme_token
             )
             todo.append((row, col, amp, width, count, scheme))
-        for pulse in todo:
-            self.backend.pulse(*pulse)
+        self._deliver(todo)
         return f"PULSE:MANY {len(todo)}"
+
+    def _deliver(self, todo: list[tuple[int, int, float, float, int, PulseScheme]]) -> None:
+        """Apply validated pulse entries in order. A fault part-way (an armed
+        :class:`PulseFault` running out, or the backend failing) is ``ERR <code>
+        completed=<k> partial=<p> ...``: the host learns exactly what the devices got."""
+        for k, (row, col, amp, width, count, scheme) in enumerate(todo):
+            fault = self.pulse_fault
+            n = count if fault is None else min(count, fault.pulses)
+            try:
+                if n:
+                    self.backend.pulse(row, col, amp, width, n, scheme)
+            except Exception as exc:
+                # the backend refused the entry as a whole: none of its pulses landed
+                raise _Reply(
+                    110, f"completed={k} partial=0 hardware fault: {type(exc).__name__}: {exc}"
+                ) from exc
+            if fault is not None:
+                fault.pulses -= n
+                if n < count:
+                    self.pulse_fault = None
+                    raise _Reply(fault.code, f"completed={k} partial={n} {fault.message}")
 
     def _read(self, args: list[str]) -> str:
         row, col = self._device(args[0], args[1])
@@ -411,9 +456,28 @@ class BoardServer:
             self._silent = silent
 
     def fail_next(self, code: int = 110, message: str = "hardware fault: injected") -> None:
-        """Answer the next command with ``ERR code message`` instead of executing it."""
+        """Answer the next command with ``ERR code message`` instead of executing it.
+
+        The reply is exactly that: on a pulse command it carries no ``completed=`` field, so
+        the host reads it as a board that does not say how far it got (see
+        :meth:`fail_after` for one that does).
+        """
         with self._faults:
             self._fail_next = f"ERR {code} {message}"
+
+    def fail_after(
+        self, pulses: int, code: int = 110, message: str = "hardware fault: injected"
+    ) -> None:
+        """Let the pulse commands from now on deliver ``pulses`` more pulses, then fail.
+
+        The command that runs out stops there (the rest of its entries is not applied) and
+        is answered ``ERR code completed=<k> partial=<p> message``: ``k`` entries delivered in
+        full, ``p`` pulses of the next one. The fault is then disarmed.
+        """
+        if pulses < 0:
+            raise ValueError(f"pulses must be >= 0, got {pulses}")
+        with self._faults:
+            self._firmware.pulse_fault = PulseFault(pulses, code, message)
 
     def disconnect(self) -> None:
         """Close the board's end of the pty, as if the USB cable were pulled."""

@@ -31,13 +31,15 @@ from __future__ import annotations
 import math
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from hil.bench import Measurement, PulseRequest
+from hil.bench import Measurement, PulseRequest, StatefulBench
 from hil.config.lab import Wiring
+from hil.errors import ConfigError
 from hil.network import Network
 from hil.vocabulary import BoardMode, PulseScheme, SourceMode
 from simulators.instruments.smu_server import SmuServer
@@ -364,6 +366,32 @@ class CrossbarCircuit:
             state.mode = "idle"
             self._touched = True
 
+    # --- state for checkpoints -----------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The physics' device state, queued pulses applied first (so none is lost).
+
+        Raises
+        ------
+        ConfigError
+            The physics cannot save its state (not a :class:`hil.bench.StatefulBench`).
+        """
+        with self.lock:
+            physics = stateful(self.physics)
+            self._flush()
+            return physics.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore the physics from :meth:`state_dict` and forget everything derived from
+        the devices before (queued pulses, the last equilibrium, cached conductances)."""
+        with self.lock:
+            stateful(self.physics).load_state_dict(dict(state))
+            self._pending.clear()  # pulses for the devices the state replaces
+            self._pending_shape = None
+            self._generation += 1  # no cached equilibrium or conductance matches any more
+            self._cache = None
+            self._g_cache = None
+            self._touched = True
+
     def _flush(self) -> None:
         """Apply the queued pulses to the physics in one request."""
         if not self._pending:
@@ -376,6 +404,15 @@ class CrossbarCircuit:
         self._generation += 1
         self._touched = True
         self.physics.pulse(PulseRequest(ids, counts, amplitude, width))
+
+
+def stateful(physics: Physics) -> StatefulBench:
+    """``physics`` as a bench whose device state can be saved (ConfigError if it cannot)."""
+    if not isinstance(physics, StatefulBench):
+        raise ConfigError(
+            f"the emulated physics ({type(physics).__name__}) cannot save its devices"
+        )
+    return physics
 
 
 def _clip(value: float, compliance: float) -> float:

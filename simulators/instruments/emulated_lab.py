@@ -16,7 +16,10 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Self
+
+import numpy as np
 
 from hil.bench import SafetyLimits
 from hil.config.lab import EmulatedBoardConfig, LabBenchConfig, Wiring
@@ -29,6 +32,7 @@ from simulators.instruments.crossbar_backends import (
     CrossbarCircuit,
     CrossbarSmuServer,
     Physics,
+    stateful,
 )
 from simulators.instruments.smu_models import EMULATED_MODELS, ChannelState
 from simulators.instruments.smu_server import SmuServer
@@ -191,6 +195,32 @@ class EmulatedLab:
             "max_line": cfg.max_line or default.max_line,
         }
         return BoardSpec(**fields)
+
+    # --- state for checkpoints -----------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The emulated devices: the physics' state (see
+        :meth:`simulators.bench.SimulatedBench.state_dict`), pulses the board has queued
+        applied first.
+
+        The instruments' settings are not part of it: a bench re-arms them when it
+        connects. Raises ConfigError when the physics cannot save its state.
+        """
+        if self.circuit is None:  # not started: nothing queued, nothing cached
+            return stateful(self.physics).state_dict()
+        return self.circuit.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Put the emulated devices where :meth:`state_dict` found them (running or not).
+
+        Raises
+        ------
+        ConfigError
+            The state belongs to another network or device model (the physics' check).
+        """
+        if self.circuit is None:
+            stateful(self.physics).load_state_dict(dict(state))
+        else:
+            self.circuit.load_state_dict(state)
 
     # --- what the instruments are doing (for tests and checks) ---------------------------
     def board_state(self, name: str) -> BoardState:

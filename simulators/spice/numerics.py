@@ -1,7 +1,7 @@
 """ngspice's numerical settings: the defaults its device models use, and our tight options.
 
 The defaults were established by backing them out of solved operating points of ngspice 39
-(tests/test_ngspice.py checks each one); the physical constants ngspice uses are
+(tests/simulators/test_ngspice.py checks each one); the physical constants ngspice uses are
 :data:`hil.vocabulary.BOLTZMANN`, :data:`~hil.vocabulary.ELEMENTARY_CHARGE` and
 :data:`~hil.vocabulary.NOMINAL_TEMPERATURE`, shared with the native solver.
 """
@@ -9,7 +9,7 @@ The defaults were established by backing them out of solved operating points of 
 from __future__ import annotations
 
 #: An ``.options`` line that makes ngspice's operating point agree with an exact Newton
-#: solution to ~1e-15 V (tests/test_ngspice.py; with the defaults the error reaches ~1e-5 V).
+#: solution to ~1e-15 V (tests/simulators/test_ngspice.py; with the defaults the error reaches ~1e-5 V).
 #: Newton stops only when every node moves less than ``reltol * |v| + vntol`` and every
 #: device current is converged to ``reltol * |i| + abstol``; quadratic convergence then
 #: leaves the last iterate far more accurate than that. Device bypass is off so no device

@@ -1,7 +1,7 @@
 """The SMU drivers against stateful pyvisa-sim instruments (ResourceManager('file.yaml@sim')).
 
 pyvisa-sim stores what is set and answers canned readings; it computes no physics (that is
-the emulator's job, see tests/test_smu_emulator.py).
+the emulator's job, see tests/simulators/test_smu_emulator.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Programming strategies: open-loop planning, the sign rule, write-verify's bookkeeping.
 
 Write-verify on noisy devices, ramping, retirement and endurance are in
-tests/test_simulated_devices.py.
+tests/simulators/test_simulated_devices.py.
 """
 
 import numpy as np

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -15,6 +14,7 @@ from drivers import ErrorEntry, Keithley2400, Keithley2600, KeysightB2900, Readi
 from hil.errors import InstrumentError
 from simulators.instruments.smu_backends import ResistorBackend, SmuBackend
 from simulators.instruments.smu_server import SmuServer
+from tests.conftest import REPO
 
 MODELS = {
     "2400": (Keithley2400, "1"),
@@ -61,9 +61,9 @@ def test_a_script_that_leaves_the_emulator_running_can_exit() -> None:
         print(client.makefile().readline().strip())
         """
     )
-    repo = Path(__file__).resolve().parents[1]
+
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert "MODEL 2400" in done.stdout

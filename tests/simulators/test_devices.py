@@ -29,11 +29,12 @@ from simulators.devices import (
     taox_measured,
 )
 from simulators.devices.lookup_table import GridLocator
+from tests.conftest import SHARED_DATA
 
 G_MIN, G_MAX = 1e-7, 1e-5
 RANGE = G_MAX - G_MIN
 NOMINAL = PulseLaw(v_threshold=0.6, v_nominal=1.0, width_nominal=1e-6)
-LUT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "device_luts"
+LUT_DIR = SHARED_DATA / "device_luts"
 
 
 @pytest.fixture(scope="module")
