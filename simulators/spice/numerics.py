@@ -9,7 +9,8 @@ The defaults were established by backing them out of solved operating points of 
 from __future__ import annotations
 
 #: An ``.options`` line that makes ngspice's operating point agree with an exact Newton
-#: solution to ~1e-15 V (tests/simulators/test_ngspice.py; with the defaults the error reaches ~1e-5 V).
+#: solution to ~1e-15 V (tests/simulators/test_ngspice.py; with the defaults the error
+#: reaches ~1e-5 V).
 #: Newton stops only when every node moves less than ``reltol * |v| + vntol`` and every
 #: device current is converged to ``reltol * |i| + abstol``; quadratic convergence then
 #: leaves the last iterate far more accurate than that. Device bypass is off so no device
