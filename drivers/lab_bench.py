@@ -107,7 +107,8 @@ class LabBench:
         The emulated lab behind the addresses, if any: its devices are saved and restored
         with the bench's state (:meth:`state_dict`); otherwise kept for inspection.
     resource_manager : pyvisa.ResourceManager, optional
-        Used to open the SMUs; default a pyvisa-py manager owned by the bench.
+        Used to open the SMUs; default pyvisa-py's manager (one per process, shared with
+        every other bench, so :meth:`close` closes the bench's SMUs but leaves it open).
 
     Attributes
     ----------
@@ -420,8 +421,9 @@ class LabBench:
                     self.safe_state()
                 for instrument in self.instruments.values():
                     instrument.close()
-                if self._own_manager is not None:
-                    self._own_manager.close()  # type: ignore[attr-defined]
+                # The manager is not closed: pyvisa shares one per library between all its
+                # instances, and closing it would cut the SMUs of every other bench in this
+                # process (two runs of an API server, a test comparing two labs).
             finally:
                 self._boards, self._smus = {}, {}
                 if self.on_close is not None:

@@ -35,7 +35,10 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         store, run_id = _locate_run(args.resume, args.data_dir)
+        store.mark_orphans()  # a run whose process died is `interrupted`, and resumable
         record = store.get_run(run_id)
+        if record.status == "running":
+            store.run_lock(run_id).acquire().release()  # InUseError: PID n trains it now
         check_resumable(record.status, run_id)
         given = load_config(args.config) if args.config else None
         config = resume_config(record.config, given, epochs=args.epochs, seed=args.seed)

@@ -21,6 +21,7 @@ from hil.data import Dataset, load_dataset
 from hil.eqprop import EqProp
 from hil.errors import ConfigError
 from hil.events import Listener
+from hil.locks import ExclusiveLock, lock_path_for
 from hil.network import Network
 from hil.programming import Programmer, make_programmer
 from hil.trainer import Schedule, Trainer
@@ -109,7 +110,12 @@ def build_lab_bench(network: Network, config: LabBenchConfig, seed: int) -> LabB
 
     config.resolve(network)  # a wiring mismatch is a config error, before anything starts
     if config.emulate is None:
-        return LabBench(network, config)
+        locks = lock_instruments(config)  # before anything is opened: a busy bench is untouched
+        try:
+            return LabBench(network, config, on_close=lambda: _release(locks))
+        except BaseException:
+            _release(locks)
+            raise
     from simulators.instruments.emulated_lab import EmulatedLab, physics_config
 
     physics = build_simulated_bench(network, physics_config(config), seed)
@@ -127,6 +133,33 @@ def build_lab_bench(network: Network, config: LabBenchConfig, seed: int) -> LabB
     except BaseException:
         lab.stop()
         raise
+
+
+def lock_instruments(config: LabBenchConfig) -> list[ExclusiveLock]:
+    """Take the process-wide lock of every instrument address of a physical bench.
+
+    Raises
+    ------
+    InUseError
+        Naming the instrument, its address and the process holding it; no lock is kept.
+    """
+    locks: list[ExclusiveLock] = []
+    try:
+        for name, inst in config.instruments.items():
+            address = inst.address or name
+            lock = ExclusiveLock(
+                lock_path_for("instrument", address), f"instrument {name} ({address})"
+            )
+            locks.append(lock.acquire())
+    except BaseException:
+        _release(locks)
+        raise
+    return locks
+
+
+def _release(locks: list[ExclusiveLock]) -> None:
+    for lock in reversed(locks):
+        lock.release()
 
 
 def build_check_bench(config: RunConfig) -> LabBench:

@@ -55,3 +55,12 @@ class InstrumentError(HilError, RuntimeError):
 class InUseError(HilError, RuntimeError):
     """A run, a bench or an instrument is held by another process or client; nothing was
     touched. The message names the holder (``in use by PID 1234 since ...``)."""
+
+
+class EmergencyStop(HilError, RuntimeError):
+    """The bench was put in its safe state by an emergency stop; it refuses operations
+    until the stop is cleared. A run that meets it ends ``stopped`` (checkpoint kept)."""
+
+
+class StoreError(HilError, RuntimeError):
+    """The run store's database failed (disk full, read-only folder); names the file."""

@@ -26,7 +26,7 @@ from typing import Any
 from hil.bench import Bench, PulseCounting, SafeStateReport
 from hil.composition import build_bench, build_data, build_trainer
 from hil.config.run import RunConfig
-from hil.errors import ConfigError, InstrumentError
+from hil.errors import ConfigError, EmergencyStop, InstrumentError
 from hil.events import (
     EpochFinished,
     EpochMetrics,
@@ -185,8 +185,10 @@ class Run:
 
     def _execute_locked(self, config: RunConfig, directory: RunDirectory | None) -> RunResult:
         data = build_data(config)
-        if self.store is not None and self.run_id is not None and not self.resume:
-            self._create_record(self.store, self.run_id)
+        store, run_id = self.store, self.run_id
+        new_record = store is not None and run_id is not None and not self.resume
+        if store is not None and run_id is not None and new_record:
+            self._check_new(store, run_id)
         state = None
         if self.resume:
             if directory is None:
@@ -197,6 +199,8 @@ class Run:
         epochs_done = 0
         trainer = None
         try:
+            if store is not None and run_id is not None and new_record:
+                self._create_record(store, run_id)  # only now: a busy bench leaves no trace
             trainer = build_trainer(bench, config.training, data)
             self._trainer = trainer
             if directory is not None:  # first: the checkpoint is written whatever else fails
@@ -216,11 +220,14 @@ class Run:
             status = "finished"
             try:
                 history = trainer.fit()
-            except StopRequested:
+            except StopRequested:  # at a step boundary: the state is consistent, keep it
                 status = "stopped"
                 history = trainer.history
                 if directory is not None:
                     _Recorder(self, directory, trainer, bench).checkpoint()
+            except EmergencyStop:  # mid-step: the last checkpoint is the one to resume from
+                status = "stopped"
+                history = trainer.history
             seconds = time.perf_counter() - start
             epochs_done = len(history)
             if status == "finished":
@@ -247,6 +254,16 @@ class Run:
             self._set_status("finished")
             self._emit(RunEnded("finished", epochs_done))
         return RunResult(self.run_dir, list(history), seconds, status)
+
+    @staticmethod
+    def _check_new(store: RunStore, run_id: str) -> None:
+        """ConfigError if a run of that id exists (a row the API queued is this run)."""
+        record = store.find_run(run_id)
+        if record is not None and record.status != "queued":
+            raise ConfigError(
+                f"a run {run_id!r} exists already in {store.root}: resume it with "
+                f"--resume {store.run_dir(run_id)}, or choose another name"
+            )
 
     def _create_record(self, store: RunStore, run_id: str) -> None:
         """The run's row in the store (a row the API queued is taken as it is)."""

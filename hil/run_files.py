@@ -26,6 +26,15 @@ from hil.errors import ConfigError
 from hil.events import EpochMetrics
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: os.umask can only be read by setting it
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Write ``path`` through ``write(file)`` on a temporary sibling, fsync, then rename.
 
@@ -34,11 +43,17 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run's files are as any other
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write() names no file: name the one we meant
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

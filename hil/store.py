@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from hil.errors import ConfigError, InUseError
+from hil.errors import ConfigError, InUseError, StoreError
 from hil.events import EpochMetrics
 from hil.locks import ExclusiveLock
 
@@ -197,16 +197,24 @@ class RunStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (IMMEDIATE: it takes the write lock at once)."""
+        """One write transaction (IMMEDIATE: it takes the write lock at once).
+
+        A failing database (disk full, read-only folder) raises StoreError naming it.
+        """
         with self._lock:
             db = self.db
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise StoreError(f"run store {self.root / DATABASE}: {exc}") from None
 
     def _migrate(self) -> None:
         with self._write() as db:

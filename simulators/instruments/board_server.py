@@ -410,6 +410,7 @@ class BoardServer:
         self._faults = threading.Lock()
         self._silent = False
         self._fail_next: str | None = None
+        self._delay: tuple[float, str | None, threading.Event] | None = None
         self._thread: threading.Thread | None = None
         self._port: str | None = None
 
@@ -479,6 +480,22 @@ class BoardServer:
         with self._faults:
             self._firmware.pulse_fault = PulseFault(pulses, code, message)
 
+    def delay_next(self, seconds: float, keyword: str | None = None) -> threading.Event:
+        """Execute the next command (the next one starting with ``keyword``, when given)
+        at once but answer it only ``seconds`` later, as a board busy with a long pulse
+        train would; the board reads nothing meanwhile.
+
+        Returns
+        -------
+        threading.Event
+            Set when that command has been executed and the wait for its reply begins
+            (a test interrupts the host then).
+        """
+        started = threading.Event()
+        with self._faults:
+            self._delay = (seconds, None if keyword is None else keyword.upper(), started)
+        return started
+
     def disconnect(self) -> None:
         """Close the board's end of the pty, as if the USB cable were pulled."""
         if self._thread is not None:
@@ -509,12 +526,30 @@ class BoardServer:
                     if length > self.spec.max_line:
                         self._send(f"ERR 102 line too long ({length} > {self.spec.max_line} bytes)")
                     elif line.strip():
-                        self._send(self._answer(line))
+                        reply = self._answer(line)
+                        if not self._wait_if_delayed(line):
+                            return
+                        self._send(reply)
                 if len(buffer) > limit:
                     discarded += len(buffer)
                     buffer.clear()
         finally:
             os.close(self._master)
+
+    def _wait_if_delayed(self, line: bytes) -> bool:
+        """Sit on the reply to ``line`` if :meth:`delay_next` asked for it; False when the
+        server is stopped meanwhile."""
+        with self._faults:
+            delay = self._delay
+            if delay is None or (
+                delay[1] is not None and line.split(maxsplit=1)[0].upper() != delay[1].encode()
+            ):
+                return True
+            self._delay = None
+        seconds, _, started = delay
+        started.set()
+        ready, _, _ = select.select([self._wake_r], [], [], seconds)
+        return not ready
 
     def _answer(self, line: bytes) -> str | None:
         self.commands_received += 1

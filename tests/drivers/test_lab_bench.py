@@ -352,9 +352,10 @@ def test_a_dataset_is_not_needed_to_train_on_a_small_lab():
 def test_bench_check_reports_unreachable_instruments(tmp_path, capsys):
     raw = yaml.safe_load(EXAMPLE.read_text())
     raw["bench"]["instruments"]["xbar"]["address"] = "/dev/does-not-exist"
-    for name, inst in raw["bench"]["instruments"].items():
-        if name != "xbar":
-            inst["address"] = "TCPIP::127.0.0.1::1::SOCKET"  # nothing listens: refused
+    smus = [inst for name, inst in raw["bench"]["instruments"].items() if name != "xbar"]
+    for port, inst in enumerate(smus, start=1):
+        # nothing listens: refused (one address each: a bench locks every address it uses)
+        inst["address"] = f"TCPIP::127.0.0.1::{port}::SOCKET"
     path = tmp_path / "lab.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["bench", "check", str(path)]) == 1

@@ -121,6 +121,13 @@ FAULTS = {
         "DAC:SET 0:",
         r"ERR 110 hardware fault: DAC rail down",
     ),
+    "board pulse fault part-way": (
+        lambda lab: lab.boards["xbar"].fail_after(10),
+        "xbar",
+        "PULSE:MANY ",
+        r"ERR 110 completed=\d+ partial=\d+ hardware fault: injected; \d+ of \d+ devices pulsed "
+        r"in full.*, 10 of \d+ pulses delivered$",
+    ),
 }
 
 
@@ -137,6 +144,19 @@ def test_fault_stops_the_run_in_the_safe_state(name):
         assert str(error).startswith(f"{instrument} during {error.command!r}: ")
         assert report.confirmed and report.unconfirmed == ()
         assert lab.is_safe(), "every SMU off at 0 V, the board idle with its DACs at 0 V"
+    finally:
+        bench.close()
+
+
+def test_a_pulse_fault_mid_training_leaves_exact_counts():
+    """The drill that lost 2,856 of 244,749 pulses: every pulse the devices got is counted."""
+    bench = small_lab()
+    try:
+        error, report = train_until_fault(bench, lambda lab: lab.boards["xbar"].fail_after(10))
+        assert error.command.startswith("PULSE:MANY") and report.confirmed
+        physics = bench.emulator.physics  # the safe state applied every queued pulse
+        assert bench.pulse_counts.sum() > 10
+        np.testing.assert_array_equal(bench.pulse_counts, physics.pulse_counts)
     finally:
         bench.close()
 
@@ -288,8 +308,9 @@ def test_the_default_raises_on_the_same_compliance():
 def test_an_unreachable_instrument_at_start_is_an_instrument_error():
     section = small_lab_bench_section(emulate=None)
     section["instruments"]["xbar"]["address"] = "/dev/does-not-exist"
-    for name in ("smu1", "smu2", "smu3", "smu4"):
-        section["instruments"][name]["address"] = "TCPIP::127.0.0.1::1::SOCKET"
+    for port, name in enumerate(("smu1", "smu2", "smu3", "smu4"), start=1):
+        # nothing listens on these ports: refused (one address each: a bench locks them)
+        section["instruments"][name]["address"] = f"TCPIP::127.0.0.1::{port}::SOCKET"
     section["calibration"] = {"n_states": 1000}
     config = small_run_config(bench=section)
     with pytest.raises(InstrumentError, match="xbar during 'open': cannot open"):
