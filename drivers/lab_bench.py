@@ -588,7 +588,8 @@ class LabBench:
         ConfigError
             The state is not a lab bench's, belongs to a network with another number of
             devices, or holds emulated devices for a physical bench (or none for an
-            emulated one). Nothing is changed then.
+            emulated one); or the emulator refuses its part. The counters are left as they
+            were.
         """
         missing = {"pulse_counts", "samples_settled"} - set(state)
         if missing:
@@ -622,7 +623,7 @@ class LabBench:
             if stateful:
                 assert self.emulator is not None
                 self.emulator.load_state_dict(emulated)  # first: it may refuse the state
-            self.pulse_counts = counts.astype(np.int64, copy=True)
+            self.pulse_counts[:] = counts  # in place: holders of the array see the counts
             self.samples_settled = int(state["samples_settled"])
 
     def read_conductances(self, device_ids: np.ndarray | None = None) -> np.ndarray:

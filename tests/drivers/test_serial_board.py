@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import serial
 
-from drivers.serial_board import SerialBoard
+from drivers.serial_board import PulseError, PulseTally, SerialBoard
 from hil.errors import InstrumentError, SafetyError
+from hil.vocabulary import PulseScheme
 from simulators.instruments.board_server import BoardServer, BoardSpec, LinearBackend
 
 SPEC = BoardSpec()
@@ -313,3 +314,110 @@ def test_server_stops_its_thread() -> None:
     srv.stop()
     srv.stop()
     assert threading.active_count() == before
+
+
+# -- pulses cut short -------------------------------------------------------------------------
+STEP = 1e-6  # LinearBackend's conductance step per pulse (S)
+G0 = 50e-6  # and its initial conductance
+
+
+def test_a_pulse_many_cut_short_says_how_far_it_got(
+    server: BoardServer, raw: Callable[[bytes], str]
+) -> None:
+    assert raw(b"MODE PROGRAMMING") == "OK MODE PROGRAMMING"
+    server.fail_after(4)  # V/3 at 1.2 V: the neighbours see 0.4 V and stay put
+    line = b"PULSE:MANY 1e-07 V/3 0:0:1.2:3,0:1:1.2:2,1:1:1.2:5"
+    assert raw(line) == "ERR 110 completed=1 partial=1 hardware fault: injected"
+    g = server.backend.conductance
+    np.testing.assert_allclose(g[[0, 0, 1], [0, 1, 1]], [G0 + 3 * STEP, G0 + STEP, G0])
+    assert raw(line) == "OK PULSE:MANY 3"  # the fault is spent
+    server.fail_after(0)
+    assert (
+        raw(b"PULSE 2 2 1.2 1e-07 4 V/3")
+        == "ERR 110 completed=0 partial=0 hardware fault: injected"
+    )
+    assert raw(b"PULSE 2 2 1.2 1e-07 4 V/3") == "OK PULSE 2 2 4"
+
+
+class _FailingBackend(LinearBackend):
+    """Refuses every pulse to device (1, 1), as a driver stage that trips would."""
+
+    def pulse(
+        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: PulseScheme
+    ) -> None:
+        if (row, col) == (1, 1):
+            raise RuntimeError("line driver tripped")
+        super().pulse(row, col, amplitude, width, count, scheme)
+
+
+def test_a_backend_fault_reports_the_entries_before_it() -> None:
+    with BoardServer(_FailingBackend(SPEC)) as srv, SerialBoard(srv.port, name="xbar") as drv:
+        drv.mode("programming")
+        with pytest.raises(PulseError) as err:
+            drv.pulse_many([(0, 0, 1.2, 3), (1, 1, 1.2, 2), (2, 2, 1.2, 1)], width=1e-7)
+        assert err.value.reason.startswith(
+            "ERR 110 completed=1 partial=0 hardware fault: RuntimeError: line driver tripped; "
+            "1 of 3 devices pulsed in full, 3 of 6 pulses delivered"
+        )
+        tally = err.value.tally
+        assert (tally.completed, tally.partial, tally.uncertain) == (1, 0, 0)
+        assert tally.delivered().tolist() == [3, 0, 0]
+
+
+def test_the_tally_follows_the_lines_of_a_long_pulse_many() -> None:
+    spec = BoardSpec(max_line=64)
+    with BoardServer(spec=spec) as srv, SerialBoard(srv.port, name="xbar") as drv:
+        drv.mode("programming")
+        entries = [(r, c, 1.5, 1 + (r + c) % 3) for r in range(8) for c in range(8)]
+        total = sum(n for *_, n in entries)
+        srv.fail_after(50)
+        sent = drv.commands_sent
+        tally = PulseTally()
+        with pytest.raises(PulseError) as err:
+            drv.pulse_many(entries, width=1e-7, tally=tally)
+        assert err.value.tally is tally
+        delivered = tally.delivered()
+        assert delivered.sum() == tally.pulses_delivered == 50 and tally.uncertain == 0
+        expected = np.minimum(np.cumsum([n for *_, n in entries]), 50)
+        np.testing.assert_array_equal(np.cumsum(delivered), expected)  # in order, no gap
+        assert f"{tally.completed} of 64 devices pulsed in full" in err.value.reason
+        assert f"50 of {total} pulses delivered" in err.value.reason
+        lines = drv.commands_sent - sent
+        assert 1 < lines < 24  # several lines, and none after the one that failed
+        # V/3 at 1.5 V: every unselected device sees 0.5 V, below the threshold
+        np.testing.assert_allclose(
+            srv.backend.conductance.ravel() - 50e-6, delivered * STEP, atol=1e-15
+        )
+        assert drv.pulse_many(entries, width=1e-7).done
+
+
+def test_an_error_without_completed_leaves_the_line_uncertain(
+    server: BoardServer, board: SerialBoard
+) -> None:
+    board.mode("programming")
+    server.fail_next(110, "hardware fault: old firmware")  # no completed= field
+    with pytest.raises(PulseError) as err:
+        board.pulse_many([(0, 0, 1.0, 3), (1, 1, 1.0, 2)], width=1e-7)
+    assert err.value.tally.uncertain == 2 and err.value.tally.pulses_uncertain == 5
+    assert err.value.reason == (
+        "ERR 110 hardware fault: old firmware; 0 of 2 devices pulsed in full, 0 of 5 pulses "
+        "delivered; 2 device(s) (5 pulses) uncertain: the board did not say whether it pulsed "
+        "them"
+    )
+
+
+def test_a_refused_pulse_many_is_certain_to_have_done_nothing(board: SerialBoard) -> None:
+    board.mode("network")  # PULSE:MANY needs programming mode: ERR 105, nothing applied
+    with pytest.raises(PulseError, match="ERR 105 .*; 0 of 1 devices pulsed in full") as err:
+        board.pulse_many([(0, 0, 1.0, 3)], width=1e-7)
+    assert err.value.tally.uncertain == 0 and not err.value.tally.delivered().any()
+
+
+def test_a_pulse_many_timing_out_is_uncertain(server: BoardServer) -> None:
+    with SerialBoard(server.port, name="xbar", timeout=0.2) as drv:
+        drv.mode("programming")
+        server.go_silent()
+        with pytest.raises(PulseError, match=r"no reply within 0.2 s; .* 1 device\(s\)") as err:
+            drv.pulse_many([(0, 0, 1.0, 3)], width=1e-7)
+        assert err.value.tally.uncertain == 1
+        server.go_silent(False)
