@@ -1,0 +1,1 @@
+"""The configs that ship with hil-eqprop: `hil train NAME` finds them by name."""

@@ -182,7 +182,7 @@ class PulseTally:
 
     def words(self) -> str:
         """E.g. ``3 of 5 devices pulsed in full (+2 of 7 pulses to the next), 17 of 40
-        pulses delivered; 2 devices (9 pulses) uncertain``."""
+        pulses delivered``, then ``; 2 device(s) (9 pulses) uncertain: ...`` if any are."""
         n = len(self.counts)
         text = f"{self.completed} of {n} devices pulsed in full"
         if self.partial:
@@ -565,14 +565,12 @@ class SerialBoard:
         which makes an 800-byte ``ADC:READ`` reply cost 800 system calls); ends early on
         timeout. ``raw`` keeps what arrived if the read is interrupted."""
         deadline = time.monotonic() + self.timeout
-        while True:
+        while b"\n" not in raw:  # (an interrupted read may have got the whole line already)
             chunk = port.read(max(1, port.in_waiting))
             raw += chunk
-            end = raw.find(b"\n")
-            if end >= 0:
-                return bytes(raw[: end + 1])  # the protocol sends nothing after a reply
-            if not chunk or time.monotonic() >= deadline:
-                return bytes(raw)
+            if b"\n" not in raw and (not chunk or time.monotonic() >= deadline):
+                return bytes(raw)  # timed out
+        return bytes(raw[: raw.index(b"\n") + 1])  # the protocol sends nothing after a reply
 
     def _drain(self, port: serial.SerialBase, raw: bytearray) -> str | None:
         """After an interrupt: the rest of the reply line begun in ``raw`` (at most

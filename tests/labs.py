@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import yaml
+
 from drivers.lab_bench import LabBench
 from hil.bench import Bench
 from hil.composition import build_bench, build_simulated_bench
 from hil.config import RunConfig
 from hil.network import Network
+from tests.conftest import REPO
 from tests.networks import small_spec
 
 FAST = 0.5  # s: instrument timeout of the test labs, so that fault tests stay quick
@@ -76,6 +79,19 @@ def tsp_lab_bench_section(n_smus: int, inputs: int, hidden: list[int]) -> dict[s
         "limits": {"pulse_amplitude": [0.1, 2.0], "pulse_width": [1e-8, 1e-6]},
         "emulate": {"boards": {"xbar": {"adc_range": [-2.0, 2.0], "adc_bits": 18}}},
     }
+
+
+def quick_emulated_lab(epochs: int = 1) -> dict[str, Any]:
+    """bench_configs/emulated-lab.yaml with 8 hidden nodes, fast timeouts and a few samples:
+    the whole digits lab path, quick to set up (a raw config mapping)."""
+    raw = yaml.safe_load((REPO / "bench_configs" / "emulated-lab.yaml").read_text())
+    raw["network"]["hidden"] = [8]
+    raw["bench"]["wiring"]["hidden"] = ["xbar:0-7"]
+    for inst in raw["bench"]["instruments"].values():
+        inst["timeout_s"] = FAST
+    raw["data"].update({"train_limit": 48, "test_limit": 16})
+    raw["training"]["epochs"] = epochs
+    return raw
 
 
 def small_run_config(seed: int = 11, bench: dict[str, Any] | None = None, **spec: Any) -> RunConfig:

@@ -5,7 +5,9 @@ pty) for every board and a :class:`~simulators.instruments.smu_server.SmuServer`
 loopback TCP port) for every SMU of a :class:`~hil.config.lab.LabBenchConfig`, all attached
 to one :class:`~simulators.instruments.crossbar_backends.CrossbarCircuit` whose physics is a
 simulated bench. The drivers then reach them at :attr:`EmulatedLab.addresses`, exactly as they
-would reach the physical instruments.
+would reach the physical instruments. :meth:`EmulatedLab.state_dict` and
+:meth:`~EmulatedLab.load_state_dict` save and restore the emulated devices (the physics), so
+a lab bench's checkpoint holds them and a resumed run continues on the same devices.
 
 Examples
 --------

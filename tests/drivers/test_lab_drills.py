@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,22 +18,14 @@ from hil.composition import build_simulated_bench
 from hil.config import load_config
 from hil.network import Network
 from simulators.instruments.emulated_lab import EmulatedLab, physics_config
-from tests.conftest import REPO
-from tests.labs import FAST
-
-HIL = str(Path(sys.executable).parent / "hil")
+from tests.labs import quick_emulated_lab
+from tests.processes import HIL, wait_until
 
 
 @pytest.fixture
 def bench_file(tmp_path):
     """Emulators for a small emulated-lab.yaml, and a physical-bench config pointing at them."""
-    raw = yaml.safe_load((REPO / "bench_configs" / "emulated-lab.yaml").read_text())
-    raw["network"]["hidden"] = [8]
-    raw["bench"]["wiring"]["hidden"] = ["xbar:0-7"]
-    for inst in raw["bench"]["instruments"].values():
-        inst["timeout_s"] = FAST
-    raw["data"].update({"train_limit": 48, "test_limit": 16})
-    raw["training"]["epochs"] = 200
+    raw = quick_emulated_lab(epochs=200)
     source = tmp_path / "emulated.yaml"
     source.write_text(yaml.safe_dump(raw))
     config = load_config(source)
@@ -60,14 +50,6 @@ def bench_file(tmp_path):
         yield path, lab
     finally:
         lab.stop()
-
-
-def wait_until(condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def smus_live(lab: EmulatedLab) -> bool:

@@ -12,8 +12,6 @@ import json
 import resource
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +19,8 @@ import yaml
 
 from hil.store import RunStore
 from tests.conftest import REPO
+from tests.processes import HIL, wait_until
 
-HIL = str(Path(sys.executable).parent / "hil")
 DEFAULT = REPO / "bench_configs" / "sim-digits.yaml"
 
 
@@ -45,14 +43,6 @@ def start(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
         [HIL, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
     )
-
-
-def wait_until(condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def checkpoints(data: Path, run_id: str) -> list[dict]:
