@@ -362,7 +362,9 @@ class Bench(Protocol):
 
 @runtime_checkable
 class StatefulBench(Protocol):
-    """A bench whose device state can be saved and restored (simulated benches)."""
+    """A bench whose state can be saved and restored for checkpoints: a simulated bench
+    its devices, counters and random streams; a lab bench its pulse counters (and, for an
+    emulated lab, the emulated devices)."""
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The device state as numpy arrays (for checkpoints)."""

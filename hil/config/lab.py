@@ -316,6 +316,15 @@ class LabBenchConfig(BaseModel):
                 )
             if inst.address is None and self.emulate is None:
                 raise ValueError(f"instruments.{name}.address is required (no emulate section)")
+        owners: dict[str, str] = {}
+        for name, inst in self.instruments.items():
+            if inst.address is not None and inst.address in owners:
+                raise ValueError(
+                    f"instruments.{name}.address {inst.address!r} is already the address of "
+                    f"instruments.{owners[inst.address]}: one instrument, one address"
+                )
+            if inst.address is not None:
+                owners[inst.address] = name
         wiring = self.wiring
         allowed = {
             "inputs": ("board", "smu"),

@@ -364,3 +364,12 @@ def test_bench_check_reports_unreachable_instruments(tmp_path, capsys):
     assert len(identity) == 11 and all(line.endswith("MISMATCH") for line in identity)
     assert any("cannot open '/dev/does-not-exist'" in line for line in identity)
     assert any("device reads" in line and line.endswith("skipped") for line in lines)
+
+
+def test_two_instruments_on_one_address_are_refused_at_config_time():
+    section = small_lab_bench_section(emulate=None, calibration={"n_states": 1000})
+    section["instruments"]["xbar"]["address"] = "/dev/ttyUSB0"
+    for name in ("smu1", "smu2", "smu3", "smu4"):
+        section["instruments"][name]["address"] = "TCPIP::10.0.0.5::5025::SOCKET"
+    with pytest.raises(ValueError, match="smu2.address .* is already the address of .*smu1"):
+        small_run_config(bench=section)

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +47,32 @@ def physics_counts(bench: LabBench) -> np.ndarray:
     return bench.emulator.physics.pulse_counts
 
 
-def interrupt_main_when(event: threading.Event) -> None:
-    """Deliver SIGINT (Ctrl-C) to the main thread once ``event`` is set: a blocking read
-    there is interrupted as a user's Ctrl-C would interrupt it."""
+@contextmanager
+def ctrl_c_when(event: threading.Event) -> Iterator[None]:
+    """Inside the block, deliver SIGINT to the main thread once ``event`` is set: a blocking
+    read there is interrupted as a user's Ctrl-C would interrupt it. A signal that comes
+    after the block (a slow machine) is ignored instead of stopping the test session."""
+    armed = threading.Event()
+    armed.set()
+
+    def handler(signum: int, frame: object) -> None:
+        if armed.is_set():
+            raise KeyboardInterrupt
 
     def deliver() -> None:
-        if event.wait(5.0):
+        if event.wait(5.0) and armed.is_set():
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
-    threading.Thread(target=deliver, daemon=True).start()
+    previous = signal.signal(signal.SIGINT, handler)
+    thread = threading.Thread(target=deliver, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        armed.clear()
+        event.set()  # let the thread end if the event never came
+        thread.join()
+        signal.signal(signal.SIGINT, previous)
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -108,8 +126,8 @@ def physical_bench() -> LabBench:
     """A lab bench without emulator (never connected: its state needs no instrument)."""
     section = small_lab_bench_section(emulate=None)
     section["instruments"]["xbar"]["address"] = "/dev/does-not-exist"
-    for name in ("smu1", "smu2", "smu3", "smu4"):
-        section["instruments"][name]["address"] = "TCPIP::127.0.0.1::1::SOCKET"
+    for port, name in enumerate(("smu1", "smu2", "smu3", "smu4"), start=1):
+        section["instruments"][name]["address"] = f"TCPIP::127.0.0.1::{port}::SOCKET"
     section["calibration"] = {"n_states": 1000}
     config = small_run_config(bench=section)
     return LabBench(Network(config.network), config.bench)
@@ -249,16 +267,14 @@ def test_an_old_firmware_error_leaves_the_batch_uncertain_and_says_so(lab, caplo
 
 def test_ctrl_c_while_a_pulse_line_is_out_waits_for_its_count(lab):
     server = lab.emulator.boards["xbar"]
-    # the board answers 0.2 s late; Ctrl-C comes while the bench waits for that reply
-    interrupt_main_when(server.delay_next(0.2, "PULSE:MANY"))
-    with pytest.raises(KeyboardInterrupt):
+    # the board answers 0.4 s late; Ctrl-C comes while the bench waits for that reply
+    with ctrl_c_when(server.delay_next(0.4, "PULSE:MANY")), pytest.raises(KeyboardInterrupt):
         lab.pulse(PulseRequest(IDS, COUNTS, 1.0, 1e-6))
     assert lab.pulse_counts[IDS].tolist() == [5, 3, 4, 2, 0, 6]
     np.testing.assert_array_equal(lab.pulse_counts, physics_counts(lab))
     # the same with a fault part-way: the drained reply's completed= is counted
     server.fail_after(6)
-    interrupt_main_when(server.delay_next(0.2, "PULSE:MANY"))
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_when(server.delay_next(0.4, "PULSE:MANY")), pytest.raises(KeyboardInterrupt):
         lab.pulse(PulseRequest(IDS, COUNTS, 1.0, 1e-6))
     assert lab.pulse_counts[IDS].tolist() == [10, 4, 4, 2, 0, 6]
     np.testing.assert_array_equal(lab.pulse_counts, physics_counts(lab))
@@ -266,10 +282,10 @@ def test_ctrl_c_while_a_pulse_line_is_out_waits_for_its_count(lab):
 
 def test_ctrl_c_without_a_reply_warns_of_the_uncertain_pulses(lab, caplog):
     server = lab.emulator.boards["xbar"]
-    interrupt_main_when(server.delay_next(3 * FAST, "PULSE:MANY"))  # later than the timeout
+    late = server.delay_next(3 * FAST, "PULSE:MANY")  # later than the timeout
     start = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="drivers.lab_bench"):
-        with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_when(late), pytest.raises(KeyboardInterrupt):
             lab.pulse(PulseRequest(IDS, COUNTS, 1.0, 1e-6))
     assert time.monotonic() - start < 2 * FAST  # waited for the reply at most the timeout
     assert "xbar: 20 pulse(s) to 5 device(s)" in caplog.text and "may or may not" in caplog.text

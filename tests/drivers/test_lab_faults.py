@@ -26,8 +26,13 @@ from hil.data import Dataset
 from hil.errors import InstrumentError
 from hil.events import Event, StepFinished
 from simulators.instruments import EmulatedLab
-from tests.conftest import REPO
-from tests.labs import FAST, small_lab, small_lab_bench_section, small_run_config
+from tests.labs import (
+    FAST,
+    quick_emulated_lab,
+    small_lab,
+    small_lab_bench_section,
+    small_run_config,
+)
 
 Fault = Callable[[EmulatedLab], None]
 
@@ -320,15 +325,8 @@ def test_an_unreachable_instrument_at_start_is_an_instrument_error():
 # --- through `hil train` -------------------------------------------------------------------
 def lab_config_file(tmp_path) -> str:
     """emulated-lab.yaml with 8 hidden nodes and a few samples: quick to set up."""
-    raw = yaml.safe_load((REPO / "bench_configs" / "emulated-lab.yaml").read_text())
-    raw["network"]["hidden"] = [8]
-    raw["bench"]["wiring"]["hidden"] = ["xbar:0-7"]
-    for inst in raw["bench"]["instruments"].values():
-        inst["timeout_s"] = FAST
-    raw["data"].update({"train_limit": 48, "test_limit": 16})
-    raw["training"]["epochs"] = 1
     path = tmp_path / "lab.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(quick_emulated_lab(epochs=1)))
     return str(path)
 
 

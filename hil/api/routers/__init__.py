@@ -1,0 +1,2 @@
+"""One router per resource: health, benches (leases, manual operations, the emergency
+stop) and runs."""
