@@ -282,14 +282,26 @@ class RunManager:
         return None
 
     # --- stopping -----------------------------------------------------------------------
-    def stop(self, run_id: str) -> bool:
-        """Ask a run to stop at its next step boundary (checkpoint kept); False when this
-        server does not train it."""
+    def stop(self, run_id: str) -> RunRecord:
+        """Ask a run to stop at its next step boundary (checkpoint kept); a run that does not
+        train is left as it is. Returns its record.
+
+        Raises
+        ------
+        UnknownResource
+            No such run.
+        InUseError
+            Another process trains it (stop it there).
+        """
+        record = self.record(run_id)
         active = self._active.get(run_id)
-        if active is None:
-            return False
-        active.run.request_stop()
-        return True
+        if active is not None:
+            active.run.request_stop()
+        elif record.status == "running":
+            raise InUseError(
+                f"run {run_id} is trained by another process, not this server: stop it there"
+            )
+        return record
 
     def request_stop_all(self) -> None:
         """Ask every run to stop (thread-safe, returns at once); no new runs from now on."""

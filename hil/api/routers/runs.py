@@ -97,8 +97,7 @@ def run_pulse_counts(_: Reader, run_id: str, services: ServicesDep) -> PulseCoun
 def stop_run(_: Operator, run_id: str, services: ServicesDep) -> RunOut:
     """Stop at the next step boundary, keeping a checkpoint there (the run ends
     ``stopped``); a run that is not training is left as it is."""
-    record = services.runs.record(run_id)
-    services.runs.stop(run_id)
+    record = services.runs.stop(run_id)
     return operations.run_out(services.runs, services.reads, record)
 
 
