@@ -197,14 +197,14 @@ class Run:
         own_bench = self.bench is None
         bench = build_bench(config) if self.bench is None else self.bench
         epochs_done = 0
-        trainer = None
         try:
             if store is not None and run_id is not None and new_record:
                 self._create_record(store, run_id)  # only now: a busy bench leaves no trace
             trainer = build_trainer(bench, config.training, data)
             self._trainer = trainer
-            if directory is not None:  # first: the checkpoint is written whatever else fails
-                trainer.subscribe(_Recorder(self, directory, trainer, bench))
+            recorder = None if directory is None else _Recorder(self, directory, trainer, bench)
+            if recorder is not None:  # first: the checkpoint is written whatever else fails
+                trainer.subscribe(recorder)
             trainer.subscribe(self._log_notes)
             for listener in self.listeners:
                 trainer.subscribe(listener)
@@ -223,14 +223,16 @@ class Run:
             except StopRequested:  # at a step boundary: the state is consistent, keep it
                 status = "stopped"
                 history = trainer.history
-                if directory is not None:
-                    _Recorder(self, directory, trainer, bench).checkpoint()
+                if recorder is not None:
+                    recorder.checkpoint()
             except EmergencyStop:  # mid-step: the last checkpoint is the one to resume from
                 status = "stopped"
                 history = trainer.history
             seconds = time.perf_counter() - start
             epochs_done = len(history)
-            if status == "finished":
+            if status == "stopped":
+                self._end(bench, "stopped", epochs_done)
+            else:
                 self.safe_state = bench.safe_state()
         except KeyboardInterrupt:
             self._end(bench, "interrupted", epochs_done, "interrupted (Ctrl-C or a signal)")
@@ -246,8 +248,6 @@ class Run:
         finally:
             if own_bench:
                 bench.close()
-        if status == "stopped":
-            self._end(bench, "stopped", epochs_done)
         if directory is not None and history:
             _write_curves(directory, history, f"{config.name}: EqProp on {data.name}")
         if status == "finished":
