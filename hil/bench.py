@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from hil.errors import SafetyError
 from hil.network import Network
+from hil.schema import MAX_COUNT, Schema
 
 
-class SafetyLimits(BaseModel):
+class SafetyLimits(Schema):
     """Limits a bench enforces on every operation (checked before anything is applied).
 
     Attributes
@@ -43,15 +44,13 @@ class SafetyLimits(BaseModel):
         Most pulses one device may receive in one request.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    max_input_voltage: float = Field(10.0, gt=0)
-    max_nudge_current: float = Field(1e-3, gt=0)
-    compliance_current: float = Field(10e-3, gt=0)
-    compliance_voltage: float = Field(10.0, gt=0)
+    max_input_voltage: float = Field(10.0, gt=0, le=1e6)
+    max_nudge_current: float = Field(1e-3, gt=0, le=1e3)
+    compliance_current: float = Field(10e-3, gt=0, le=1e3)
+    compliance_voltage: float = Field(10.0, gt=0, le=1e6)
     pulse_amplitude: tuple[float, float] = (0.1, 3.0)
     pulse_width: tuple[float, float] = (10e-9, 1e-3)
-    max_pulses_per_request: int = Field(1000, gt=0)
+    max_pulses_per_request: int = Field(1000, gt=0, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _ranges(self) -> SafetyLimits:
@@ -73,12 +72,16 @@ class SafetyLimits(BaseModel):
         """Raise SafetyError if the pulse shape or counts are out of limits."""
         _check_range("pulse amplitude", request.amplitude_v, self.pulse_amplitude, "V")
         _check_range("pulse width", request.width_s, self.pulse_width, "s")
-        worst = int(np.abs(request.counts).max(initial=0))
-        if worst > self.max_pulses_per_request:
-            raise SafetyError(
-                f"pulse count {worst} exceeds max_pulses_per_request "
-                f"({self.max_pulses_per_request}); nothing was applied"
-            )
+        counts = np.asarray(request.counts)
+        if counts.size:
+            # compare both ends: np.abs of the most negative int64 overflows to itself
+            low, high = int(counts.min()), int(counts.max())
+            worst = max(high, -low)
+            if worst > self.max_pulses_per_request:
+                raise SafetyError(
+                    f"pulse count {worst} exceeds max_pulses_per_request "
+                    f"({self.max_pulses_per_request}); nothing was applied"
+                )
 
 
 def _check_abs(what: str, values: np.ndarray, limit: float, unit: str) -> None:
@@ -276,12 +279,32 @@ class PulseRequest:
 
     def check_devices(self, n_devices: int) -> None:
         """Raise SafetyError unless every id is a device of a network of ``n_devices``."""
-        ids = np.asarray(self.device_ids)
-        if ids.size and (ids.min() < 0 or ids.max() >= n_devices):
-            raise SafetyError(
-                f"device ids must be in [0, {n_devices}), got [{ids.min()}, {ids.max()}];"
-                " nothing was applied"
-            )
+        check_device_ids(self.device_ids, n_devices)
+
+
+def check_device_ids(device_ids: object, n_devices: int) -> np.ndarray:
+    """Device ids as int64, checked: integers (a float id is refused, never truncated),
+    1-D, each in ``[0, n_devices)``; the one check every bench runs before a pulse or read.
+
+    Raises
+    ------
+    SafetyError
+        Naming what was wrong; nothing was applied or read.
+    """
+    ids = np.asarray(device_ids)
+    if ids.ndim != 1:
+        raise SafetyError(f"device ids must be 1-D, got shape {ids.shape}; nothing was applied")
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise SafetyError(
+            f"device ids must be integers, got {ids.dtype} values; nothing was applied"
+        )
+    ids = ids.astype(np.int64, copy=False)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_devices):
+        raise SafetyError(
+            f"device ids must be in [0, {n_devices}), got [{ids.min()}, {ids.max()}];"
+            " nothing was applied"
+        )
+    return ids
 
 
 @dataclass(frozen=True)

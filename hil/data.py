@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from hil.errors import ConfigError
+from hil.schema import MAX_COUNT, Schema
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -24,7 +25,7 @@ IDX_FILES = {
 }
 
 
-class DataConfig(BaseModel):
+class DataConfig(Schema):
     """Which dataset to train on.
 
     Attributes
@@ -43,14 +44,12 @@ class DataConfig(BaseModel):
         Average-pool images by this factor (IDX only; 28x28 with pool 2 gives 14x14).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     dataset: Literal["digits", "idx"] = "digits"
-    path: str | None = None
+    path: str | None = Field(None, max_length=4096)
     test_fraction: float = Field(0.2, gt=0, lt=1)
-    train_limit: int | None = Field(None, gt=0)
-    test_limit: int | None = Field(None, gt=0)
-    pool: int = Field(1, ge=1)
+    train_limit: int | None = Field(None, gt=0, le=MAX_COUNT)
+    test_limit: int | None = Field(None, gt=0, le=MAX_COUNT)
+    pool: int = Field(1, ge=1, le=64)
 
 
 @dataclass(frozen=True)

@@ -30,16 +30,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from hil.errors import ConfigError
+from hil.schema import MAX_DEVICES, MAX_LAYER, Schema
 from hil.vocabulary import BOLTZMANN, ELEMENTARY_CHARGE, ZERO_CELSIUS, DiodeModel
 
 
-class DiodeSpec(BaseModel):
+class DiodeSpec(Schema):
     """The two clamping diodes on every hidden node.
 
     ``ideal`` diodes are a hard clamp of the node to ``[v_low, v_high]`` (Scellier 2024);
@@ -47,15 +48,15 @@ class DiodeSpec(BaseModel):
     ``gmin`` in parallel with each junction, as SPICE models them.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     model: DiodeModel = "ideal"
-    v_low: float = Field(-1.0, description="bias source of the lower clamp (V)")
-    v_high: float = Field(1.0, description="bias source of the upper clamp (V)")
-    saturation_current: float = Field(1e-14, ge=1e-28, description="I_s (A), >= 1e-28 as in SPICE")
-    ideality: float = Field(1.0, gt=0, description="emission coefficient n")
-    temperature_c: float = Field(27.0, gt=-273.15, description="junction temperature (C)")
-    gmin: float = Field(1e-12, ge=0, description="conductance across each junction (S)")
+    v_low: float = Field(-1.0, ge=-1e3, le=1e3, description="bias source of the lower clamp (V)")
+    v_high: float = Field(1.0, ge=-1e3, le=1e3, description="bias source of the upper clamp (V)")
+    saturation_current: float = Field(
+        1e-14, ge=1e-28, le=1.0, description="I_s (A), >= 1e-28 as in SPICE"
+    )
+    ideality: float = Field(1.0, gt=0, le=100, description="emission coefficient n")
+    temperature_c: float = Field(27.0, gt=-273.15, le=1000, description="junction temperature (C)")
+    gmin: float = Field(1e-12, ge=0, le=1.0, description="conductance across each junction (S)")
 
     @model_validator(mode="after")
     def _clamp_order(self) -> DiodeSpec:
@@ -70,7 +71,7 @@ class DiodeSpec(BaseModel):
         return self.ideality * BOLTZMANN * kelvin / ELEMENTARY_CHARGE
 
 
-class NetworkSpec(BaseModel):
+class NetworkSpec(Schema):
     """What a user writes to describe a network; validated before anything runs.
 
     Attributes
@@ -95,17 +96,19 @@ class NetworkSpec(BaseModel):
     diode : DiodeSpec
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: int = Field(gt=0)
-    hidden: list[int] = Field(default_factory=lambda: [32])
-    outputs: int = Field(gt=0)
-    input_gain: float = Field(1.0, gt=0)
-    bias_voltages: list[float] = Field(default_factory=lambda: [1.0, -1.0])
-    g_min: float = Field(1e-7, gt=0)
-    g_max: float = Field(1e-5, gt=0)
+    inputs: int = Field(gt=0, le=MAX_LAYER)
+    hidden: list[Annotated[int, Field(gt=0, le=MAX_LAYER)]] = Field(
+        default_factory=lambda: [32], max_length=16
+    )
+    outputs: int = Field(gt=0, le=MAX_LAYER)
+    input_gain: float = Field(1.0, gt=0, le=1e3)
+    bias_voltages: list[Annotated[float, Field(ge=-1e3, le=1e3)]] = Field(
+        default_factory=lambda: [1.0, -1.0], max_length=16
+    )
+    g_min: float = Field(1e-7, gt=0, le=1.0)
+    g_max: float = Field(1e-5, gt=0, le=1.0)
     g_init: Literal["uniform"] | float = "uniform"
-    amplifier_gain: float | None = Field(None, gt=0)
+    amplifier_gain: float | None = Field(None, gt=0, le=1e6)
     diode: DiodeSpec = Field(default_factory=DiodeSpec)
 
     @model_validator(mode="after")
@@ -116,6 +119,15 @@ class NetworkSpec(BaseModel):
             raise ValueError(f"hidden layer sizes must be positive, got {self.hidden}")
         if isinstance(self.g_init, float) and not 0.0 < self.g_init < 1.0:
             raise ValueError(f"g_init fraction must be in (0, 1), got {self.g_init}")
+        n_bias = len(self.bias_voltages)
+        rows = [2 * self.inputs, *self.hidden]
+        cols = [*self.hidden, 2 * self.outputs]
+        devices = sum((r + n_bias) * c for r, c in zip(rows, cols, strict=True))
+        if devices > MAX_DEVICES:
+            raise ValueError(
+                f"inputs/hidden/outputs make {devices:,} devices, more than the "
+                f"{MAX_DEVICES:,} a bench can hold in memory"
+            )
         return self
 
 

@@ -34,13 +34,15 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from hil.bench import Bench, PulseCalibration, PulseReport, PulseRequest
+from hil.errors import SafetyError
+from hil.schema import MAX_COUNT, Schema
 from hil.vocabulary import Strategy
 
 
-class ProgrammingConfig(BaseModel):
+class ProgrammingConfig(Schema):
     """How the trainer programs conductance updates (``training.programming``).
 
     Attributes
@@ -72,17 +74,15 @@ class ProgrammingConfig(BaseModel):
         stopped at the cap; None never retires.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     strategy: Strategy = "open_loop"
-    threshold: float = Field(0.5, ge=0)
-    tolerance: float = Field(5.0, gt=0)
+    threshold: float = Field(0.5, ge=0, le=1e6)
+    tolerance: float = Field(5.0, gt=0, le=1e6)
     tolerance_unit: Literal["step", "range"] = "step"
-    max_iterations: int = Field(10, gt=0)
-    max_pulses_per_iteration: int = Field(10, gt=0)
-    amplitude_step_v: float = Field(0.05, ge=0)
-    amplitude_max_v: float | None = Field(None, gt=0)
-    max_failures: int | None = Field(3, gt=0)
+    max_iterations: int = Field(10, gt=0, le=10_000)
+    max_pulses_per_iteration: int = Field(10, gt=0, le=MAX_COUNT)
+    amplitude_step_v: float = Field(0.05, ge=0, le=1e3)
+    amplitude_max_v: float | None = Field(None, gt=0, le=1e3)
+    max_failures: int | None = Field(3, gt=0, le=MAX_COUNT)
 
 
 @dataclass(frozen=True)
@@ -244,9 +244,33 @@ class Programmer(ABC):
         assert self.g_estimate is not None
         return self.g_estimate
 
-    @abstractmethod
     def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
-        """Program every device towards ``g + delta_g`` (S, shape (n_devices,))."""
+        """Program every device towards ``g + delta_g`` (S, shape (n_devices,)).
+
+        Raises
+        ------
+        SafetyError
+            ``delta_g`` has the wrong shape or holds NaN or infinity (a diverged update):
+            it never becomes pulses, and nothing is applied.
+        """
+        delta_g = np.asarray(delta_g, dtype=float)
+        n = self.bench.network.n_devices
+        if delta_g.shape != (n,):
+            raise SafetyError(
+                f"conductance update must have shape ({n},), got {delta_g.shape}; "
+                "nothing was applied"
+            )
+        if not np.all(np.isfinite(delta_g)):
+            bad = int(np.count_nonzero(~np.isfinite(delta_g)))
+            raise SafetyError(
+                f"conductance update holds NaN or infinity for {bad} device(s) (a diverged "
+                "gradient: lower the learning rate or beta); nothing was applied"
+            )
+        return self._apply(delta_g)
+
+    @abstractmethod
+    def _apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+        """The strategy itself, given a checked, finite update."""
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Arrays to checkpoint (the estimate, and the targets of write-verify)."""
@@ -272,7 +296,7 @@ class OpenLoopProgrammer(Programmer):
 
     strategy = "open_loop"
 
-    def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+    def _apply(self, delta_g: np.ndarray) -> ProgrammingReport:
         """See :meth:`Programmer.apply` and the module docstring."""
         g = self.estimate()
         target = np.clip(g + delta_g, *self.bench.network.g_bounds)
@@ -303,7 +327,7 @@ class SignProgrammer(Programmer):
 
     strategy = "sign"
 
-    def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+    def _apply(self, delta_g: np.ndarray) -> ProgrammingReport:
         """See :meth:`Programmer.apply` and the module docstring."""
         g = self.estimate()
         g_min, g_max = self.bench.network.g_bounds
@@ -365,7 +389,7 @@ class WriteVerifyProgrammer(Programmer):
             self.g_target = self.estimate().copy()
         return self.g_target
 
-    def apply(self, delta_g: np.ndarray) -> ProgrammingReport:
+    def _apply(self, delta_g: np.ndarray) -> ProgrammingReport:
         """See :meth:`Programmer.apply` and the module docstring."""
         g = self.estimate()
         target = self._targets()

@@ -32,9 +32,10 @@ from hil.bench import (
     PulseRequest,
     SafeStateReport,
     SafetyLimits,
+    check_device_ids,
     check_settle_args,
 )
-from hil.errors import ConfigError, InstrumentError, SafetyError
+from hil.errors import ConfigError, InstrumentError
 from hil.network import Network
 from hil.vocabulary import (
     MEASURED_PRESETS,
@@ -437,10 +438,7 @@ class SimulatedBench:
         noise."""
         if device_ids is None:
             return self.devices.read()
-        ids = np.asarray(device_ids)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.network.n_devices):
-            raise SafetyError(f"device ids must be in [0, {self.network.n_devices})")
-        return self.devices.read(ids)
+        return self.devices.read(check_device_ids(device_ids, self.network.n_devices))
 
     def safe_state(self) -> SafeStateReport:
         """All inputs to 0 V and nudges to 0 A; a simulation always confirms it."""

@@ -27,12 +27,13 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hil.bench import PulseCalibration, SafetyLimits
 from hil.config.simulated import SimulatedBenchConfig
 from hil.errors import ConfigError
 from hil.network import Network
+from hil.schema import MAX_CHANNELS, MAX_COUNT, Schema
 from hil.vocabulary import (
     DEFAULT_BOARD_MODEL,
     SMU_DRIVERS,
@@ -90,11 +91,13 @@ def expand_refs(items: Sequence[str]) -> list[ChannelRef]:
             continue
         if not chan.isdigit() or int(last) < int(chan):
             raise ValueError(f"{item!r}: a range must be FIRST-LAST with FIRST <= LAST")
+        if int(last) - int(chan) + 1 + len(refs) > MAX_CHANNELS:
+            raise ValueError(f"{item!r}: more than {MAX_CHANNELS} channels in one group")
         refs.extend(ChannelRef(inst, str(c)) for c in range(int(chan), int(last) + 1))
     return refs
 
 
-class InstrumentConfig(BaseModel):
+class InstrumentConfig(Schema):
     """One instrument of a lab bench.
 
     Attributes
@@ -114,13 +117,11 @@ class InstrumentConfig(BaseModel):
         Line speed of a board (baud).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     driver: DriverName
-    address: str | None = None
-    model: str | None = None
-    timeout_s: float = Field(2.0, gt=0)
-    baudrate: int = Field(115200, gt=0)
+    address: str | None = Field(None, max_length=256)
+    model: str | None = Field(None, max_length=64)
+    timeout_s: float = Field(2.0, gt=0, le=600)
+    baudrate: int = Field(115200, gt=0, le=10_000_000)
 
     @property
     def kind(self) -> Literal["board", "smu"]:
@@ -133,7 +134,7 @@ class InstrumentConfig(BaseModel):
         return self.model or DEFAULT_BOARD_MODEL
 
 
-class TileLines(BaseModel):
+class TileLines(Schema):
     """Where a crossbar tile lies on a board: row ``r`` of the tile is line ``row + r``.
 
     Attributes
@@ -144,23 +145,19 @@ class TileLines(BaseModel):
         First row line and first column line of the tile.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     board: str
-    row: int = Field(0, ge=0)
-    col: int = Field(0, ge=0)
+    row: int = Field(0, ge=0, le=MAX_CHANNELS)
+    col: int = Field(0, ge=0, le=MAX_CHANNELS)
 
 
-class WiringConfig(BaseModel):
+class WiringConfig(Schema):
     """Which instrument channel every node and tile is wired to (module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: list[str]
-    bias: list[str] = Field(default_factory=list)
-    hidden: list[str] = Field(default_factory=list)
-    outputs: list[str]
-    tiles: list[TileLines] | None = None
+    inputs: list[str] = Field(max_length=MAX_CHANNELS)
+    bias: list[str] = Field(default_factory=list, max_length=MAX_CHANNELS)
+    hidden: list[str] = Field(default_factory=list, max_length=MAX_CHANNELS)
+    outputs: list[str] = Field(max_length=MAX_CHANNELS)
+    tiles: list[TileLines] | None = Field(None, max_length=1024)
 
     @field_validator("inputs", "bias", "hidden", "outputs")
     @classmethod
@@ -173,7 +170,7 @@ class WiringConfig(BaseModel):
         return expand_refs(getattr(self, group))
 
 
-class PulseCalibrationConfig(BaseModel):
+class PulseCalibrationConfig(Schema):
     """Nominal response of the devices to the programming pulse.
 
     Give ``n_states`` (pulses over ``[g_min, g_max]``, symmetric) or both steps.
@@ -187,13 +184,11 @@ class PulseCalibrationConfig(BaseModel):
         Mean conductance change per potentiating / depressing pulse (S).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    amplitude_v: float = Field(1.0, gt=0)
-    width_s: float = Field(1e-6, gt=0)
-    n_states: int | None = Field(None, gt=0)
-    step_up: float | None = Field(None, gt=0)
-    step_down: float | None = Field(None, gt=0)
+    amplitude_v: float = Field(1.0, gt=0, le=1e3)
+    width_s: float = Field(1e-6, gt=0, le=1e3)
+    n_states: int | None = Field(None, gt=0, le=MAX_COUNT)
+    step_up: float | None = Field(None, gt=0, le=1.0)
+    step_down: float | None = Field(None, gt=0, le=1.0)
 
     @model_validator(mode="after")
     def _one_way(self) -> PulseCalibrationConfig:
@@ -213,29 +208,27 @@ class PulseCalibrationConfig(BaseModel):
         return PulseCalibration(self.step_up, self.step_down, self.amplitude_v, self.width_s)
 
 
-class EmulatedBoardConfig(BaseModel):
+class EmulatedBoardConfig(Schema):
     """What an emulated board reports (``CAP?``); None fields are derived from the wiring
     (channel counts, lines) and the limits (DAC range), or take the emulator's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
-
     serial: str = "EMU0001"
     firmware: str = "1.0.0"
-    n_dac: int | None = Field(None, gt=0)
+    n_dac: int | None = Field(None, gt=0, le=MAX_CHANNELS)
     dac_range: tuple[float, float] | None = None
-    n_adc: int | None = Field(None, gt=0)
+    n_adc: int | None = Field(None, gt=0, le=MAX_CHANNELS)
     adc_range: tuple[float, float] | None = None
     adc_bits: int | None = Field(None, ge=2, le=32)
-    rows: int | None = Field(None, gt=0)
-    cols: int | None = Field(None, gt=0)
+    rows: int | None = Field(None, gt=0, le=MAX_CHANNELS)
+    cols: int | None = Field(None, gt=0, le=MAX_CHANNELS)
     pulse_amplitude: tuple[float, float] | None = None
     pulse_width: tuple[float, float] | None = None
     pulse_count: tuple[int, int] | None = None
     read_voltage: tuple[float, float] | None = None
-    max_line: int | None = Field(None, gt=0)
+    max_line: int | None = Field(None, gt=0, le=10_000_000)
 
 
-class EmulateConfig(BaseModel):
+class EmulateConfig(Schema):
     """Start emulators for every instrument, all attached to one simulated crossbar.
 
     Attributes
@@ -248,8 +241,6 @@ class EmulateConfig(BaseModel):
         Per board instrument, what the emulated board reports.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     physics: SimulatedBenchConfig = Field(default_factory=SimulatedBenchConfig)
     boards: dict[str, EmulatedBoardConfig] = Field(default_factory=dict)
 
@@ -261,7 +252,7 @@ class EmulateConfig(BaseModel):
         return value
 
 
-class LabBenchConfig(BaseModel):
+class LabBenchConfig(Schema):
     """A bench of instruments (``kind: lab``); see ``bench_configs/lab-example.yaml``.
 
     Attributes
@@ -290,14 +281,12 @@ class LabBenchConfig(BaseModel):
         Present: start emulators for every instrument (``address`` is filled in).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["lab"] = "lab"
-    instruments: dict[str, InstrumentConfig]
+    instruments: dict[str, InstrumentConfig] = Field(max_length=256)
     wiring: WiringConfig
-    settle_delay_s: float = Field(0.0, ge=0)
-    averaging: int = Field(1, ge=1)
-    read_voltage: float = Field(0.2, gt=0)
+    settle_delay_s: float = Field(0.0, ge=0, le=60)
+    averaging: int = Field(1, ge=1, le=10_000)
+    read_voltage: float = Field(0.2, gt=0, le=10)
     pulse_scheme: PulseScheme = "V/2"
     calibration: PulseCalibrationConfig | None = None
     limits: SafetyLimits = Field(default_factory=SafetyLimits)

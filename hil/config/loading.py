@@ -24,6 +24,34 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+#: A config is a page of YAML; anything larger is not one.
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Aliases a config may use (``*anchor``): a few are handy, thousands are a YAML bomb.
+MAX_ALIASES = 64
+#: Deepest nesting of mappings and lists (a config has 5 levels).
+MAX_DEPTH = 32
+
+
+def _check_yaml_budget(text: str, source: str) -> None:
+    """ConfigError for a YAML bomb (too many aliases) or absurd nesting, before building it.
+
+    Scans the parser's events, which is iterative: deep nesting cannot exhaust the stack
+    here, and nothing is expanded.
+    """
+    aliases = depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise ConfigError(f"config {source} uses more than {MAX_ALIASES} YAML aliases")
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"config {source} nests deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def shipped_configs() -> list[str]:
     """Names of the configs that ship with the package (``bench_configs/*.yaml``)."""
     folder = resources.files("bench_configs")
@@ -59,20 +87,30 @@ def load_config(path: str | Path, **overrides: object) -> RunConfig:
     ``overrides`` set ``training`` fields (None leaves a field as the file has it)."""
     path = find_config(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config"
+            )
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    if "\x00" in text:
+        raise ConfigError(f"config file {path} is binary, not YAML text")
     try:
+        _check_yaml_budget(text, str(path))
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    training = dict(raw.get("training") or {})
-    training.update({k: v for k, v in overrides.items() if v is not None})
-    raw["training"] = training
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given:
+        training = raw.get("training") or {}
+        if not isinstance(training, dict):
+            raise ConfigError(f"invalid config {path}:\n  training: must be a mapping")
+        raw["training"] = {**training, **given}
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

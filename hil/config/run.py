@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from hil.config.lab import LabBenchConfig
 from hil.config.simulated import SimulatedBenchConfig
@@ -23,10 +23,11 @@ from hil.data import DataConfig, Dataset
 from hil.errors import ConfigError
 from hil.network import NetworkSpec
 from hil.programming import ProgrammingConfig
+from hil.schema import MAX_COUNT, MAX_SEED, RUN_NAME, Schema
 from hil.vocabulary import Variant
 
 
-class TrainingConfig(BaseModel):
+class TrainingConfig(Schema):
     """EqProp training hyperparameters.
 
     Attributes
@@ -54,31 +55,27 @@ class TrainingConfig(BaseModel):
         threshold, tolerance, iteration cap and amplitude ramp (see hil.programming).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(10, gt=0)
-    batch_size: int = Field(16, gt=0)
-    learning_rate: float = Field(0.05, gt=0)
+    epochs: int = Field(10, gt=0, le=100_000)
+    batch_size: int = Field(16, gt=0, le=MAX_COUNT)
+    learning_rate: float = Field(0.05, gt=0, le=1e6)
     learning_rate_decay: float = Field(1.0, gt=0, le=1)
-    beta: float = Field(0.5, gt=0)
+    beta: float = Field(0.5, gt=0, le=1e3)
     variant: Variant = "centered"
-    target_amplitude: float = Field(1.0, gt=0)
-    seed: int = 0
-    resync_every: int = Field(0, ge=0)
-    checkpoint_every: int = Field(0, ge=0)
+    target_amplitude: float = Field(1.0, gt=0, le=1e3)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    resync_every: int = Field(0, ge=0, le=MAX_COUNT)
+    checkpoint_every: int = Field(0, ge=0, le=MAX_COUNT)
     programming: ProgrammingConfig = Field(default_factory=ProgrammingConfig)
 
 
-class RunConfig(BaseModel):
+class RunConfig(Schema):
     """A whole run: network, bench, data and training.
 
     ``bench.kind`` says which bench: ``simulated`` (:class:`SimulatedBenchConfig`) or ``lab``
     (:class:`hil.lab_config.LabBenchConfig`: instruments, emulated or physical).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "run"
+    name: str = Field("run", pattern=RUN_NAME)
     network: NetworkSpec
     bench: SimulatedBenchConfig | LabBenchConfig = Field(
         default_factory=SimulatedBenchConfig, discriminator="kind"

@@ -6,12 +6,14 @@ the composition root (:mod:`hil.composition`) turns them into benches.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from hil.bench import SafetyLimits
+from hil.schema import MAX_COUNT, MAX_SEED, Schema
 from hil.vocabulary import (
     MEASURED_PRESETS,
     DevicePreset,
@@ -21,7 +23,7 @@ from hil.vocabulary import (
 )
 
 
-class DeviceConfig(BaseModel):
+class DeviceConfig(Schema):
     """Which memristor model the simulated devices follow.
 
     Attributes
@@ -45,8 +47,6 @@ class DeviceConfig(BaseModel):
         ``[g_min, g_max]``.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     preset: DevicePreset = "ideal"
     data_dir: Path | None = None
     file_increasing: Path | None = None
@@ -69,12 +69,33 @@ class DeviceConfig(BaseModel):
             raise ValueError(f"preset {self.preset!r} needs data_dir (the folder of its tables)")
         if self.data_dir is not None and self.preset not in MEASURED_PRESETS:
             raise ValueError("data_dir only applies to taox_measured and enode_measured")
+        _check_overrides(self.overrides)
         if {"g_min", "g_max"} & set(self.overrides):
             raise ValueError("overrides cannot set g_min/g_max: devices take the network's range")
         return self
 
 
-class ConvertersConfig(BaseModel):
+def _check_overrides(tree: object, depth: int = 0) -> int:
+    """Count the entries of a device override tree; ValueError past 4 levels or 256 entries
+    (the model has a few dozen fields: anything bigger is a mistake or an attack)."""
+    if depth > 4:
+        raise ValueError("overrides nest deeper than 4 levels")
+    entries = 0
+    if isinstance(tree, dict):
+        for value in tree.values():
+            entries += 1 + _check_overrides(value, depth + 1)
+    elif isinstance(tree, list):
+        if len(tree) > 256:
+            raise ValueError("overrides hold a list longer than 256 items")
+        entries += len(tree)
+    elif isinstance(tree, float) and not math.isfinite(tree):
+        raise ValueError("overrides hold an infinite or NaN number")
+    if entries > 256:
+        raise ValueError("overrides hold more than 256 entries")
+    return entries
+
+
+class ConvertersConfig(Schema):
     """The simulated bench's converters (None bits: ideal).
 
     Attributes
@@ -91,16 +112,14 @@ class ConvertersConfig(BaseModel):
         RMS noise of every measured voltage (V).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     dac_bits: int | None = Field(None, ge=2, le=32)
-    dac_full_scale_v: float | None = Field(None, gt=0)
+    dac_full_scale_v: float | None = Field(None, gt=0, le=1e6)
     adc_bits: int | None = Field(None, ge=2, le=32)
-    adc_full_scale_v: float | None = Field(None, gt=0)
-    adc_noise_v: float = Field(0.0, ge=0)
+    adc_full_scale_v: float | None = Field(None, gt=0, le=1e6)
+    adc_noise_v: float = Field(0.0, ge=0, le=1e3)
 
 
-class SimulatedBenchConfig(BaseModel):
+class SimulatedBenchConfig(Schema):
     """A bench backed by a simulated circuit.
 
     Attributes
@@ -127,17 +146,15 @@ class SimulatedBenchConfig(BaseModel):
         (default) or raises an InstrumentError.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["simulated"] = "simulated"
     engine: EngineName = "native"
     device: DeviceConfig = Field(default_factory=DeviceConfig)
-    n_states: int | None = Field(None, gt=0)
-    pulse_amplitude_v: float | None = Field(None, gt=0)
-    pulse_width_s: float | None = Field(None, gt=0)
+    n_states: int | None = Field(None, gt=0, le=MAX_COUNT)
+    pulse_amplitude_v: float | None = Field(None, gt=0, le=1e3)
+    pulse_width_s: float | None = Field(None, gt=0, le=1e3)
     scheme: PulseScheme = "V/2"
     converters: ConvertersConfig = Field(default_factory=ConvertersConfig)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     limits: SafetyLimits = Field(default_factory=SafetyLimits)
     flagged_samples: FlaggedSamples = "record"
 
