@@ -198,6 +198,27 @@ def _bench_check(args: argparse.Namespace) -> int:
     return 1 if failed or skipped else 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """``hil serve CONFIG...``: the REST API until a signal; its exit status."""
+    try:
+        from hil.api.server import serve
+        from hil.api.settings import Settings, load_tokens, token_from_env
+    except ImportError as exc:  # fastapi / uvicorn are the `api` extra
+        raise ConfigError(
+            f"hil serve needs the API extra ({exc.name} is not installed): "
+            "pip install 'hil-eqprop[api]'"
+        ) from None
+
+    tokens = token_from_env() + (load_tokens(args.tokens) if args.tokens else ())
+    settings = Settings(
+        benches=tuple(args.configs),
+        data_dir=args.data_dir,
+        tokens=tokens,
+        config_root=args.config_root,
+    )
+    return serve(settings, args.host, args.port)
+
+
 def _configs(args: argparse.Namespace) -> int:
     """``hil configs``: the shipped configs, one per line."""
     from hil.config.loading import shipped_configs
@@ -297,6 +318,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("config", help=config_help)
     check.set_defaults(func=_bench_check)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the REST API for lab dashboards (see docs/api.md)",
+        description="Serve the benches of CONFIG... over HTTP (FastAPI, uvicorn): leases, "
+        "manual operations, runs, server-sent events and the emergency stop. Each bench's "
+        "id is its config's `name`. Tokens: $HIL_API_TOKEN (every scope) and --tokens FILE; "
+        "without any, only a loopback address is served. SIGINT, SIGTERM and SIGHUP stop "
+        "the runs (checkpoints kept) and leave every bench in its safe state (exit status "
+        "128 + signal).",
+    )
+    serve.add_argument("configs", nargs="+", metavar="CONFIG", help=config_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.add_argument(
+        "--tokens", type=Path, metavar="FILE", help="YAML of named tokens and their scopes"
+    )
+    serve.add_argument(
+        "--config-root",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="POST /runs may name config files under DIR (default: here) or shipped configs",
+    )
+    _data_dir_option(serve)
+    serve.set_defaults(func=_serve)
     return parser
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from hil.bench import Bench, PulseCounting, SafeStateReport
 from hil.composition import build_bench, build_data, build_trainer
+from hil.config.loading import config_differences
 from hil.config.run import RunConfig
 from hil.errors import ConfigError, EmergencyStop, InstrumentError
 from hil.events import (
@@ -155,6 +156,8 @@ class Run:
         self._stop_requested = False
 
     def _emit(self, event: Event) -> None:
+        # RunStarted/RunEnded go to the listeners only: the store has the run's status, and
+        # a server streaming events records them with what it knows (an e-stop's author)
         for listener in self.listeners:
             listener(event)
 
@@ -399,11 +402,10 @@ def resume_config(stored: dict[str, Any], given: RunConfig | None, **flags: obje
     for key, value in flags.items():
         if value is not None:
             wanted["training"][key] = value
-    old, new = _flatten(base.model_dump(mode="json")), _flatten(wanted)
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-    refused = [k for k in changed if k not in RESUMABLE_CHANGES]
+    changed = config_differences(base.model_dump(mode="json"), wanted)
+    refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES}
     if refused:
-        details = "; ".join(f"{k}: stored {old.get(k)!r}, given {new.get(k)!r}" for k in refused)
+        details = "; ".join(f"{k}: stored {a!r}, given {b!r}" for k, (a, b) in refused.items())
         raise ConfigError(
             f"a resumed run keeps its config; only {', '.join(RESUMABLE_CHANGES)} may change "
             f"({details})"
@@ -430,17 +432,6 @@ def git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _write_curves(directory: RunDirectory, history: list[EpochMetrics], title: str) -> None:

@@ -47,7 +47,8 @@ def create_app(settings: Settings, *, bench_factory: BenchFactory = build_bench)
     -------
     FastAPI
         ``app.state.services`` holds the :class:`~hil.api.services.Services` while the app
-        runs; ``app.state.stopping`` is set when it begins to shut down.
+        runs; ``app.state.stopping`` is set when it begins to shut down;
+        ``app.state.safe_states`` holds what each bench confirmed when it was closed.
     """
     stopping = threading.Event()
 
@@ -57,7 +58,11 @@ def create_app(settings: Settings, *, bench_factory: BenchFactory = build_bench)
         if settings.threadpool_workers is not None:
             limiter = anyio.to_thread.current_default_thread_limiter()
             limiter.total_tokens = settings.threadpool_workers
-        services = start_services(settings, bench_factory, stopping)
+        try:
+            services = start_services(settings, bench_factory, stopping)
+        except BaseException as exc:
+            app.state.startup_error = exc  # for `hil serve`'s one-line error
+            raise
         reaper = threading.Thread(
             target=_reap, args=(services,), name="hil-lease-reaper", daemon=True
         )
@@ -67,7 +72,7 @@ def create_app(settings: Settings, *, bench_factory: BenchFactory = build_bench)
             yield
         finally:
             app.state.services = None
-            services.shutdown()
+            app.state.safe_states = services.shutdown()
             reaper.join(2 * REAP_EVERY_S)
 
     app = FastAPI(
@@ -78,6 +83,8 @@ def create_app(settings: Settings, *, bench_factory: BenchFactory = build_bench)
     )
     app.state.stopping = stopping
     app.state.services = None
+    app.state.startup_error = None
+    app.state.safe_states = {}
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for router in (health.router, benches.router, runs.router):

@@ -24,6 +24,7 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse an oversized body, or hand the app the body read here."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

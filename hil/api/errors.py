@@ -1,18 +1,18 @@
 """The one mapping from the project's errors to HTTP status codes, and its handlers.
 
-=====================================  ======  ==============================================
-error                                  status  meaning
-=====================================  ======  ==============================================
-``UnknownResource``                    404     no bench or run of that id
-``ConfigError``                        422     a bad config or argument; nothing was touched
-``SafetyError``                        422     outside a bench limit; nothing was applied
-``ConvergenceError``, ``SimulationError`` 422  the circuit did not settle for these inputs
-``InUseError``                         409     leased by another holder, or training a run
-``EmergencyStop``                      409     the bench was emergency-stopped; take a lease
-``InstrumentError``                    502     an instrument failed (the bench's, not yours)
-``EngineUnavailable``                  503     the simulator's engine cannot be loaded
-any other ``HilError``                 500     a fault of the server, logged
-=====================================  ======  ==============================================
+==========================================  ======  ==========================================
+error                                       status  meaning
+==========================================  ======  ==========================================
+``UnknownResource``                         404     no bench or run of that id
+``ConfigError``                             422     a bad config or argument; nothing touched
+``SafetyError``                             422     outside a bench limit; nothing applied
+``ConvergenceError``, ``SimulationError``   422     the circuit did not settle for these inputs
+``InUseError``                              409     leased by another, or training a run
+``EmergencyStop``                           409     the bench was emergency-stopped
+``InstrumentError``                         502     an instrument failed (the bench, not you)
+``EngineUnavailable``                       503     the simulator's engine cannot be loaded
+any other ``HilError``                      500     a fault of the server, logged
+==========================================  ======  ==========================================
 
 Request validation (FastAPI's, malformed JSON included) answers 422 with FastAPI's list of
 ``{loc, msg, type}`` (without echoing the input back); a body over the limit 413; a missing or
@@ -89,8 +89,9 @@ def status_of(error: HilError) -> int:
 
 
 def error_body(error: BaseException, field: str | None = None) -> dict[str, Any]:
-    """``{"detail", "error", "field"}`` of an error."""
-    return {"detail": str(error), "error": type(error).__name__, "field": field}
+    """``{"detail", "error", "field"}`` of an error (a FieldError is named a SafetyError)."""
+    name = "SafetyError" if isinstance(error, FieldError) else type(error).__name__
+    return {"detail": str(error), "error": name, "field": field}
 
 
 async def _hil_error(request: Request, exc: Exception) -> JSONResponse:

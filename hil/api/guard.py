@@ -42,6 +42,8 @@ class GuardedBench:
 
     Attributes
     ----------
+    network, limits, calibration
+        The bench's (the Bench protocol's attributes).
     armed : bool
         True from an operation that drives the bench until the next safe state.
     last_safe_state : SafeStateReport or None
@@ -51,26 +53,13 @@ class GuardedBench:
     def __init__(self, bench: Bench, bench_id: str) -> None:
         self.inner = bench
         self.bench_id = bench_id
+        self.network: Network = bench.network
+        self.limits: SafetyLimits = bench.limits
+        self.calibration: PulseCalibration = bench.calibration
         self.armed = False
         self.last_safe_state: SafeStateReport | None = None
         self._stopped = threading.Event()
         self._stopped_by = ""
-
-    # --- the Bench protocol's attributes ----------------------------------------------------
-    @property
-    def network(self) -> Network:
-        """The network the bench realises."""
-        return self.inner.network
-
-    @property
-    def limits(self) -> SafetyLimits:
-        """The bench's safety limits."""
-        return self.inner.limits
-
-    @property
-    def calibration(self) -> PulseCalibration:
-        """The bench's nominal pulse response."""
-        return self.inner.calibration
 
     # --- the emergency stop -------------------------------------------------------------
     @property

@@ -63,7 +63,10 @@ def topology(network: Network) -> TopologyOut:
         n_output_nodes=network.n_output_nodes,
         n_nodes=network.n_nodes,
         n_devices=network.n_devices,
-        tiles=[TileOut(index=t.index, rows=t.shape[0], cols=t.shape[1], first_device=t.first_device) for t in network.tiles],
+        tiles=[
+            TileOut(index=t.index, rows=t.shape[0], cols=t.shape[1], first_device=t.first_device)
+            for t in network.tiles
+        ],
     )
 
 
@@ -112,8 +115,9 @@ def settle(bench: GuardedBench, request: SettleRequest, max_batch: int) -> Settl
     """Check each field, then settle; the Measurement as lists."""
     if len(request.inputs) > max_batch:
         raise FieldError(
-            "inputs", f"inputs hold {len(request.inputs)} samples, more than this server's "
-            f"max_settle_batch of {max_batch}; nothing was applied"
+            "inputs",
+            f"inputs hold {len(request.inputs)} samples, more than this server's "
+            f"max_settle_batch of {max_batch}; nothing was applied",
         )
     with blame("inputs"):
         inputs, _ = check_settle_args(bench.network, bench.limits, request.inputs)
@@ -136,8 +140,9 @@ def pulse(bench: GuardedBench, request: PulsesRequest, max_devices: int) -> Puls
     """Check each field (devices, amplitude, width, counts), then pulse."""
     if len(request.device_ids) > max_devices:
         raise FieldError(
-            "device_ids", f"{len(request.device_ids)} devices, more than this server's "
-            f"max_pulse_devices of {max_devices}; nothing was applied"
+            "device_ids",
+            f"{len(request.device_ids)} devices, more than this server's "
+            f"max_pulse_devices of {max_devices}; nothing was applied",
         )
     none = np.zeros(0, dtype=np.int64)
     width_lo = bench.limits.pulse_width[0]
@@ -181,7 +186,9 @@ def tiles(network: Network, conductances: np.ndarray) -> list[TileConductances]:
     ]
 
 
-def bench_conductances(slot: BenchSlot, bench: GuardedBench, run_id: str | None = None) -> ConductancesOut:
+def bench_conductances(
+    slot: BenchSlot, bench: GuardedBench, run_id: str | None = None
+) -> ConductancesOut:
     """Read every conductance of the bench (a read at a small voltage)."""
     g = bench.read_conductances()
     return ConductancesOut(source="bench", bench=slot.id, run=run_id, tiles=tiles(bench.network, g))

@@ -19,9 +19,7 @@ MAX_ARRAY = 100_000
 MAX_BATCH = 256
 MAX_SAMPLE = 8192
 
-HolderName = Annotated[
-    str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
-]
+HolderName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Sample = Annotated[list[FiniteFloat], Field(max_length=MAX_SAMPLE)]
 DeviceId = Annotated[int, Field(ge=0, le=2**31 - 1)]
 PulseCount = Annotated[int, Field(ge=-(10**9), le=10**9)]
@@ -33,10 +31,14 @@ class _Request(BaseModel):
 
 # --- errors and health --------------------------------------------------------------------
 class ErrorOut(BaseModel):
-    """An error: the message, the error's class and, where one is to blame, the field."""
+    """An error: the message, the error's class and, where one is to blame, the field.
 
-    detail: str
-    error: str
+    Request validation (422) answers FastAPI's list of ``{loc, msg, type}`` as ``detail``
+    instead, without ``error`` and ``field``.
+    """
+
+    detail: str | list[dict[str, Any]]
+    error: str | None = None
     field: str | None = None
 
 

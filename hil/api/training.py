@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from hil.api.errors import UnknownResource
 from hil.api.pool import BenchPool, BenchSlot
 from hil.composition import build_data
-from hil.config import RunConfig, format_validation_error, load_config
+from hil.config import RunConfig, config_differences, load_config, validate_config
 from hil.errors import ConfigError, InUseError
 from hil.events import Event, RunStarted
 from hil.run import Run, check_resumable, event_data, git_revision, resume_config
@@ -86,14 +84,14 @@ class RunManager:
         if isinstance(config, str):
             if config in {s.id for s in self.pool}:
                 raw = self.pool.get(config).config.model_dump(mode="json")
-                run_config = _validate(raw, overrides, f"of bench {config}")
+                run_config = validate_config(raw, f"of bench {config}", **overrides)
             else:
                 run_config = load_config(self._config_file(config), **overrides)
         else:
             raw = dict(config)
             for section in ("network", "bench"):
                 raw.setdefault(section, getattr(slot.config, section).model_dump(mode="json"))
-            run_config = _validate(raw, overrides, "in the request")
+            run_config = validate_config(raw, "in the request", **overrides)
         check_realises(slot, run_config)
         build_data(run_config)  # the data must fit the network: ConfigError before any record
         return run_config
@@ -185,9 +183,7 @@ class RunManager:
             try:
                 if config.model_dump(mode="json") != record.config:
                     self.store.set_config(run_id, config.model_dump(mode="json"))
-                self.store.add_event(
-                    run_id, "resumed", {"status": record.status, "bench": slot.id}
-                )
+                self.store.add_event(run_id, "resumed", {"status": record.status, "bench": slot.id})
             except BaseException:
                 slot.detach_run(run_id)
                 raise
@@ -332,33 +328,12 @@ def check_realises(slot: BenchSlot, config: RunConfig) -> None:
     every field that differs."""
     differ = []
     for section in ("network", "bench"):
-        want = _flat(getattr(slot.config, section).model_dump(mode="json"), f"{section}.")
-        got = _flat(getattr(config, section).model_dump(mode="json"), f"{section}.")
-        for key in sorted(want.keys() | got.keys()):
-            if want.get(key) != got.get(key):
-                differ.append(f"{key}: bench has {want.get(key)!r}, config has {got.get(key)!r}")
+        changed = config_differences(
+            {section: getattr(slot.config, section).model_dump(mode="json")},
+            {section: getattr(config, section).model_dump(mode="json")},
+        )
+        differ += [f"{k}: bench has {a!r}, config has {b!r}" for k, (a, b) in changed.items()]
     if differ:
         raise ConfigError(
             f"the config is not what bench {slot.id} realises ({'; '.join(differ[:10])})"
         )
-
-
-def _validate(raw: dict[str, Any], overrides: dict[str, object], source: str) -> RunConfig:
-    training = raw.get("training") or {}
-    if not isinstance(training, dict):
-        raise ConfigError(f"invalid config {source}:\n  training: must be a mapping")
-    raw["training"] = {**training, **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
-
-
-def _flat(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

@@ -5,7 +5,12 @@ composition root (:mod:`hil.composition`) builds benches and runs from these con
 """
 
 from hil.config.lab import LabBenchConfig
-from hil.config.loading import format_validation_error, load_config
+from hil.config.loading import (
+    config_differences,
+    format_validation_error,
+    load_config,
+    validate_config,
+)
 from hil.config.run import RunConfig, TrainingConfig
 from hil.config.simulated import ConvertersConfig, DeviceConfig, SimulatedBenchConfig
 
@@ -16,6 +21,8 @@ __all__ = [
     "RunConfig",
     "SimulatedBenchConfig",
     "TrainingConfig",
+    "config_differences",
     "format_validation_error",
     "load_config",
+    "validate_config",
 ]

@@ -115,6 +115,13 @@ class InstrumentConfig(Schema):
         Longest wait for one reply (s).
     baudrate : int
         Line speed of a board (baud).
+    protocol : int or None
+        Board protocol version to speak (``docs/serial-board-protocol.md``): None the newest
+        the board offers, 2 refuses a board that cannot (no checksums, no watchdog), 1
+        speaks version 1 even to a board that offers 2.
+    watchdog_s : float or None
+        A board (protocol 2) goes to its safe state after this long without a line from the
+        host; the driver pings it when idle, so only a dead host trips it. None: off.
     """
 
     driver: DriverName
@@ -122,6 +129,8 @@ class InstrumentConfig(Schema):
     model: str | None = Field(None, max_length=64)
     timeout_s: float = Field(2.0, gt=0, le=600)
     baudrate: int = Field(115200, gt=0, le=10_000_000)
+    protocol: int | None = Field(None, ge=1, le=2)
+    watchdog_s: float | None = Field(10.0, gt=0, le=3600)
 
     @property
     def kind(self) -> Literal["board", "smu"]:
@@ -210,10 +219,19 @@ class PulseCalibrationConfig(Schema):
 
 class EmulatedBoardConfig(Schema):
     """What an emulated board reports (``CAP?``); None fields are derived from the wiring
-    (channel counts, lines) and the limits (DAC range), or take the emulator's defaults."""
+    (channel counts, lines) and the limits (DAC range), or take the emulator's defaults.
+
+    ``protocol`` is the newest protocol version the emulated firmware speaks (1: a board
+    from before version 2), ``firmware`` defaults to ``"<protocol>.0.0"``; ``read_n`` is
+    the most devices one bulk read returns; ``baudrate`` paces the emulated link as a UART
+    at that speed would (10 bits a byte), None: as fast as the pty.
+    """
 
     serial: str = "EMU0001"
-    firmware: str = "1.0.0"
+    firmware: str | None = Field(None, max_length=64)
+    protocol: int = Field(2, ge=1, le=2)
+    read_n: int | None = Field(None, gt=0, le=MAX_CHANNELS)
+    baudrate: float | None = Field(None, gt=0, le=10_000_000)
     n_dac: int | None = Field(None, gt=0, le=MAX_CHANNELS)
     dac_range: tuple[float, float] | None = None
     n_adc: int | None = Field(None, gt=0, le=MAX_CHANNELS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -105,13 +106,48 @@ def load_config(path: str | Path, **overrides: object) -> RunConfig:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return validate_config(raw, str(path), **overrides)
+
+
+def validate_config(raw: dict[str, Any], source: str, **overrides: object) -> RunConfig:
+    """Validate a config mapping (from a file, or inline in an API request).
+
+    ``overrides`` set ``training`` fields (None leaves a field as given); ``source`` names
+    the config in error messages.
+
+    Raises
+    ------
+    ConfigError
+        One line per problem, ``field.path: reason``.
+    """
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         training = raw.get("training") or {}
         if not isinstance(training, dict):
-            raise ConfigError(f"invalid config {path}:\n  training: must be a mapping")
-        raw["training"] = {**training, **given}
+            raise ConfigError(f"invalid config {source}:\n  training: must be a mapping")
+        raw = {**raw, "training": {**training, **given}}
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Every leaf field that differs between two config mappings: ``{"a.b": (old, new)}``."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    return {
+        key: (flat_old.get(key), flat_new.get(key))
+        for key in sorted(flat_old.keys() | flat_new.keys())
+        if flat_old.get(key) != flat_new.get(key)
+    }
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -8,6 +8,8 @@ workers nor a training thread can delay it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -20,8 +22,8 @@ from hil.api.errors import FieldError
 from hil.api.schemas import (
     BenchOut,
     ConductancesOut,
-    EStopOut,
     ErrorOut,
+    EStopOut,
     LeaseEnded,
     LeaseOut,
     LeaseRequest,
@@ -42,7 +44,9 @@ ERRORS: Responses = {
     404: {"model": ErrorOut, "description": "no bench of that id"},
 }
 LEASED: Responses = {409: {"model": ErrorOut, "description": "the caller does not hold the lease"}}
-REFUSED: Responses = {422: {"model": ErrorOut, "description": "outside a bench limit: nothing applied"}}
+REFUSED: Responses = {
+    422: {"model": ErrorOut, "description": "outside a bench limit: nothing applied"}
+}
 
 router = APIRouter(prefix="/benches", tags=["benches"], responses=ERRORS)
 
@@ -64,8 +68,9 @@ def _ttl(ttl_s: float | None, settings: Settings) -> float:
     ttl = settings.lease_ttl_s if ttl_s is None else ttl_s
     if ttl > settings.lease_ttl_max_s:
         raise FieldError(
-            "ttl_s", f"ttl_s {ttl:g} s exceeds this server's maximum of "
-            f"{settings.lease_ttl_max_s:g} s; renew the lease instead"
+            "ttl_s",
+            f"ttl_s {ttl:g} s exceeds this server's maximum of "
+            f"{settings.lease_ttl_max_s:g} s; renew the lease instead",
         )
     return ttl
 
@@ -162,28 +167,18 @@ async def emergency_stop(caller: AnyCaller, slot: Slot) -> EStopOut:
 async def in_own_thread(work: Callable[[], T]) -> T:
     """Run ``work`` in a new thread and await it: not the worker pool, which busy routes may
     fill. The work finishes even when the client goes away."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-
-    def settle_future(result: T | None, error: BaseException | None) -> None:
-        if done.cancelled():
-            return
-        if error is not None:
-            done.set_exception(error)
-        else:
-            done.set_result(result)
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def target() -> None:
-        result: T | None = None
-        error: BaseException | None = None
+        future.set_running_or_notify_cancel()
         try:
             result = work()
         except BaseException as exc:
-            error = exc
-        try:
-            loop.call_soon_threadsafe(settle_future, result, error)
-        except RuntimeError:  # the loop closed meanwhile (shutdown): the work is done anyway
-            pass
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_exception(exc)
+        else:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_result(result)
 
     threading.Thread(target=target, name="hil-estop", daemon=True).start()
-    return await asyncio.shield(done)
+    return await asyncio.shield(asyncio.wrap_future(future))

@@ -37,7 +37,11 @@ router = APIRouter(prefix="/runs", tags=["runs"], responses=ERRORS)
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={**BUSY, **INVALID})
 def start_run(
-    _: Operator, body: RunRequest, services: ServicesDep, response: Response, token: LeaseToken = None
+    _: Operator,
+    body: RunRequest,
+    services: ServicesDep,
+    response: Response,
+    token: LeaseToken = None,
 ) -> RunOut:
     """Start a run on a bench: it trains in the background and holds the bench's lease
     (send your ``X-Lease-Token`` to pass your own lease to it)."""
@@ -101,7 +105,9 @@ def stop_run(_: Operator, run_id: str, services: ServicesDep) -> RunOut:
     return operations.run_out(services.runs, services.reads, record)
 
 
-@router.post("/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED, responses={**BUSY, **INVALID})
+@router.post(
+    "/{run_id}/resume", status_code=status.HTTP_202_ACCEPTED, responses={**BUSY, **INVALID}
+)
 def resume_run(
     _: Operator,
     run_id: str,
