@@ -1,8 +1,10 @@
-"""The ``hil`` command: train networks on benches and look after benches.
+"""The ``hil`` command: train networks on benches, keep their runs, serve them over REST.
 
-Exit status: 0 on success, 1 when a run failed (instrument fault, non-convergence, a file
-that cannot be written) or ``hil bench check`` found a mismatch, 2 for a bad config or bad
-arguments, 130 when interrupted (the bench is left in its safe state and the run can be
+Commands: ``hil train``, ``hil runs list|show|export``, ``hil serve``, ``hil bench check``,
+``hil configs``. Exit status: 0 on success, 1 when a run failed (instrument fault,
+non-convergence, a file that cannot be written, a run or bench in use) or ``hil bench
+check`` found a mismatch, 2 for a bad config or bad arguments, 130 / 143 / 129 when stopped
+by Ctrl-C / SIGTERM / SIGHUP (the bench is left in its safe state and the run can be
 resumed).
 """
 
