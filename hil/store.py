@@ -204,16 +204,17 @@ class RunStore:
         with self._lock:
             db = self.db
             try:
+                if db.in_transaction:  # an earlier write was cut short (a signal mid-call)
+                    db.execute("ROLLBACK")
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     yield db
+                    db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                     raise
-                db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
                 raise StoreError(f"run store {self.root / DATABASE}: {exc}") from None
 
     def _migrate(self) -> None:
