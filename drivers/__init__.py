@@ -12,6 +12,7 @@ names to these classes.
 from .bench_check import CheckRow, check_bench
 from .instrument import Channel, Instrument, OneOf, Range, control, measurement, setting
 from .keithley2400 import Keithley2400
+from .keithley2450 import Keithley2450
 from .keithley2600 import Keithley2600
 from .keysight_b2900 import KeysightB2900
 from .lab_bench import LabBench
@@ -30,6 +31,7 @@ __all__ = [
     "HiddenReading",
     "Instrument",
     "Keithley2400",
+    "Keithley2450",
     "Keithley2600",
     "KeysightB2900",
     "LabBench",

@@ -1,7 +1,8 @@
 """``hil bench check``: every instrument of a lab bench compared with what its config asks.
 
 :func:`check_bench` identifies every instrument, compares its capabilities with the config
-(channel counts, ranges, compliance, pulse shapes), reads a few devices of every tile and
+(channel counts, ranges, compliance, pulse shapes), says which protocol version each board
+speaks and whether its watchdog is armed, reads a few devices of every tile and
 returns the lab to its safe state, one :class:`CheckRow` per check; it reports a mismatch
 instead of raising. The comparisons are :mod:`drivers.lab_requirements`'s, which
 :meth:`LabBench.connect <drivers.lab_bench.LabBench.connect>` runs too, raising on the first
@@ -43,7 +44,8 @@ def check_bench(bench: LabBench, reads_per_tile: int = 2) -> list[CheckRow]:
     Returns
     -------
     list of CheckRow
-        Identity rows, capability rows, device reads, and last the safe state.
+        Identity rows, capability rows, each board's protocol and watchdog, device reads,
+        and last the safe state.
 
     Raises
     ------
@@ -55,6 +57,7 @@ def check_bench(bench: LabBench, reads_per_tile: int = 2) -> list[CheckRow]:
         failures = bench.open_instruments(strict=False)
         rows = [_identity_row(bench, name, failures.get(name)) for name in bench.config.instruments]
         rows += bench.capability_rows()
+        rows += [row for name in bench.boards for row in _link_rows(bench, name)]
         bench.safe_state()
         boards = bench.config.boards
         if all(b in bench.boards for b in boards) and not any(
@@ -92,6 +95,32 @@ def _identity_row(bench: LabBench, name: str, failure: InstrumentError | None) -
         )
     # a board of another model does not open (SerialBoard checks it against its models)
     return CheckRow(name, "identity", expected, ",".join(astuple(device.identity)), True)
+
+
+def _link_rows(bench: LabBench, name: str) -> list[CheckRow]:
+    """The protocol version board ``name`` speaks and its watchdog, against the config.
+
+    A board from before version 2 is no mismatch unless the config asks for version 2
+    (it does not open then); its rows say what it lacks.
+    """
+    inst = bench.config.instruments[name]
+    board = bench.boards[name]
+    want = "1 or 2 (the newest offered)" if inst.protocol is None else str(inst.protocol)
+    offered = ",".join(map(str, board.offered_protocols))
+    if board.protocol >= 2:
+        found = f"{board.protocol} (CRC-16, sequence numbers, bulk reads; offered {offered})"
+    else:
+        found = f"1 (no checksum, no sequence numbers, no watchdog; offered {offered})"
+    rows = [CheckRow(name, "protocol", want, found, True)]
+    if inst.watchdog_s is None:
+        rows.append(CheckRow(name, "watchdog", "off", "off (not armed)", True))
+    elif board.watchdog_armed is not None:
+        found = f"armed at {board.watchdog_armed:g} s, fed by a ping when idle"
+        rows.append(CheckRow(name, "watchdog", f"{inst.watchdog_s:g} s", found, True))
+    else:
+        found = f"none: the board speaks protocol {board.protocol}"
+        rows.append(CheckRow(name, "watchdog", f"{inst.watchdog_s:g} s", found, True))
+    return rows
 
 
 def _expected_model(inst: InstrumentConfig) -> str:

@@ -123,8 +123,11 @@ class LabBench:
     Notes
     -----
     The constructor only stores its arguments; :meth:`connect` (or the first operation, or
-    ``with``) opens and checks the instruments, arms the SMUs (compliance set, output on at
-    0 A) and puts the boards in network mode.
+    ``with``) opens and checks the instruments, arms the SMUs and puts the boards in network
+    mode. Arming is :meth:`drivers.lab_ports.SmuPort.arm`, in the safe order: reset, function
+    and levels 0 with the output off, compliance set and read back, error queue empty, and
+    only then the outputs on (at 0 V / 0 A); it runs once per connect or safe state, not per
+    settle.
     """
 
     def __init__(
@@ -250,6 +253,8 @@ class LabBench:
                 baudrate=inst.baudrate,
                 timeout=inst.timeout_s,
                 models=(inst.board_model,),
+                protocol=inst.protocol,
+                watchdog=inst.watchdog_s,
             )
             board.open()
             self._boards[name] = board
@@ -343,6 +348,7 @@ class LabBench:
         return self
 
     def _arm(self) -> None:
+        """Boards to network mode, then every SMU armed (SmuPort.arm: outputs on last)."""
         self._safe = False
         for board_port in self._board_ports:
             board_port.board.mode("network")
@@ -374,8 +380,12 @@ class LabBench:
         """Every SMU to 0 V with its output off, every board aborted (DACs 0 V, idle).
 
         Never raises. An instrument that fails is reconnected once and tried again; those
-        still failing are logged and named in the report's ``unconfirmed``.
+        still failing are logged and named in the report's ``unconfirmed``. Called while
+        another thread is inside an operation (an emergency stop during a pulse batch), it
+        first tells every board to stop (:meth:`SerialBoard.interrupt`), so the batch ends
+        between two pulses instead of running to its end.
         """
+        self._interrupt_boards()
         with self._lock:
             unconfirmed = []
             for name, smu in list(self._smus.items()):
@@ -389,6 +399,15 @@ class LabBench:
             self._live = False
             self._safe = True
         return SafeStateReport(tuple(unconfirmed))
+
+    def _interrupt_boards(self) -> None:
+        """ABORT every board now if another thread holds the bench (protocol 2 boards stop
+        the command they run; that thread then gets its error and lets go)."""
+        if self._lock.acquire(blocking=False):  # nobody else inside (or this thread is)
+            self._lock.release()
+            return
+        for board in list(self._boards.values()):
+            board.interrupt()
 
     @staticmethod
     def _try_safe(name: str, action: Callable[[], None], reopen: Callable[[], None]) -> bool:
@@ -627,25 +646,31 @@ class LabBench:
             self.samples_settled = int(state["samples_settled"])
 
     def read_conductances(self, device_ids: np.ndarray | None = None) -> np.ndarray:
-        """Conductances (S) read one ``READ`` each at ``read_voltage``: ``G = I / V``."""
+        """Conductances (S) read at ``read_voltage``: ``G = I / V``.
+
+        The devices are grouped by board; each board reads its share in blocks of rows and
+        tiles (``READ:ROW`` / ``READ:TILE``, protocol 2: a few commands for every device of
+        a tile) or one ``READ`` per device (protocol 1); see
+        :meth:`SerialBoard.read_devices`.
+        """
         n = self.network.n_devices
         ids = np.arange(n) if device_ids is None else np.asarray(device_ids, dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= n):
             raise SafetyError(f"device ids must be in [0, {n})")
         boards, rows, cols = self.wiring.device_lines
+        on_board = np.asarray(boards)[ids]
         v_read = self.config.read_voltage
         g = np.empty(len(ids))
         with self._lock:
             self._ready()
             self._quiesce()
             for name, board in self._boards.items():
-                mine = [j for j, d in enumerate(ids.tolist()) if boards[d] == name]
-                if not mine:
+                mine = np.flatnonzero(on_board == name)
+                if not mine.size:
                     continue
                 board.mode("programming")
-                for j in mine:
-                    d = ids[j]
-                    g[j] = board.read_device(int(rows[d]), int(cols[d]), v_read) / v_read
+                picked = ids[mine]
+                g[mine] = board.read_devices(rows[picked], cols[picked], v_read) / v_read
                 board.mode("network")
         return g
 

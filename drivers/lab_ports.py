@@ -25,14 +25,9 @@ from hil.bench import SafetyLimits
 from hil.config.lab import Wiring
 from hil.errors import InstrumentError, SafetyError
 
-from .instrument import parse_bool
+from .instrument import parse_bool, short
 from .serial_board import SerialBoard
 from .smu import Smu, SmuChannel
-
-
-def short(command: str, limit: int = 160) -> str:
-    """A command as error messages quote it: long bulk lines are cut."""
-    return command if len(command) <= limit else f"{command[:limit]}... ({len(command)} bytes)"
 
 
 def output_label(k: int) -> str:
@@ -150,7 +145,7 @@ class BoardPort:
             (int(c), float(v))
             for c, v in zip(self.dac_channels, sources[self.dac_nodes], strict=True)
         ]
-        room = self.board.capabilities.max_line - len("DAC:SET ")
+        room = self.board.max_command - len("DAC:SET ")  # MAX_LINE less the frame
         chunk: list[tuple[int, float]] = []
         used = 0
         for ch, v in items:
@@ -229,14 +224,31 @@ class SmuPort:
         return "unwired"
 
     def arm(self, limits: SafetyLimits) -> None:
-        """Every wired channel at 0 V / 0 A with its compliance, output on."""
+        """Arm every wired channel in the safe order, its output going on last.
+
+        Reset to a known state (outputs off, error queue empty); per channel the source
+        function, both levels 0 and the compliance set and read back, output still off;
+        the error queue read empty; only then every output on (at 0 V / 0 A), and the queue
+        read once more. A compliance the instrument refuses (it keeps its previous one)
+        stops the arming with the output off.
+
+        Raises
+        ------
+        SafetyError
+            A compliance is outside the model's limits (nothing sent for it).
+        InstrumentError
+            A compliance was not applied, or the error queue held an entry; no output of
+            this SMU was switched on when it is raised before the outputs step.
+        """
+        self.smu.reset()
         for ch, _ in self.sources:
-            self.channel(ch).source_voltage(0.0, compliance_current=limits.compliance_current)
+            self.channel(ch).configure_source("voltage", limits.compliance_current)
         for ch, _ in self.senses:
-            self.channel(ch).source_current(0.0, compliance_voltage=limits.compliance_voltage)
+            self.channel(ch).configure_source("current", limits.compliance_voltage)
+        self.check_errors("arm (before any output on)")
         for ch in self.wired:
             self.channel(ch).output_enabled = True
-        self.check_errors("arm")
+        self.check_errors("arm (outputs on)")
 
     def check_errors(self, command: str) -> None:
         """Raise InstrumentError if the error queue holds anything."""
@@ -315,13 +327,17 @@ class SmuPort:
         self.finish_apply(self.send_apply(volts, amps))
 
     def make_safe(self) -> None:
-        """0 V, voltage mode, output off on every channel, confirmed by reading back."""
-        for name in self.smu.channels:
-            channel = self.channel(name)
-            channel.send_all(channel.safe_commands())
-        for name in self.smu.channels:
-            if self.channel(name).output_enabled:
-                raise InstrumentError(self.name, "output?", f"channel {name} is still on")
+        """Every channel's output off, levels 0, voltage function, each output read back
+        (:meth:`drivers.smu.Smu.safe_state`: every channel is tried whatever fails).
+
+        Raises
+        ------
+        InstrumentError
+            Naming every channel whose output could not be confirmed off, and why.
+        """
+        result = self.smu.safe_state()
+        if not result.confirmed:
+            raise InstrumentError(self.name, "safe state", f"not confirmed: {result.words()}")
 
 
 class TspPort(SmuPort):
@@ -339,16 +355,16 @@ class TspPort(SmuPort):
         """Write one line: every level (checked by the driver's validators first) and
         ``print(errorqueue.count)``, whose reply confirms the line ran."""
         parts = [
-            type(self.channel(ch)).voltage_setpoint.command_for(self.channel(ch), float(v))
+            self.channel(ch).quantity("voltage_setpoint").command_for(self.channel(ch), float(v))
             for (ch, _), v in zip(self.sources, volts, strict=True)
         ]
         parts += [
-            type(self.channel(ch)).current_setpoint.command_for(self.channel(ch), float(i))
+            self.channel(ch).quantity("current_setpoint").command_for(self.channel(ch), float(i))
             for (ch, _), i in zip(self.senses, amps, strict=True)
         ]
         count = type(self.smu).error_count.get_command  # type: ignore[attr-defined]
         line = "; ".join([*parts, count])
-        self.smu.write(line)
+        self.smu.send_query(line)  # a query: stale input is discarded first
         return line
 
     def finish_apply(self, sent: str) -> None:
@@ -357,7 +373,10 @@ class TspPort(SmuPort):
         try:
             n_errors = int(float(reply))
         except ValueError as exc:
-            raise InstrumentError(self.name, short(sent), f"unexpected reply {reply!r}") from exc
+            self.smu.desync(f"unexpected reply {reply!r} to the levels line")
+            raise InstrumentError(
+                self.name, short(sent), f"unexpected reply {short(reply)!r}"
+            ) from exc
         if n_errors:
             self.check_errors(sent)
 
@@ -367,7 +386,7 @@ class TspPort(SmuPort):
         exprs = [self._expression(ch, "voltage") for ch, _ in self.senses for _ in range(repeats)]
         exprs += [self._expression(ch, "compliance_tripped") for ch in self.wired]
         line = f"print({', '.join(exprs)})"
-        self.smu.write(line)
+        self.smu.send_query(line)
         return line
 
     def finish_read(self, sent: str, repeats: int) -> SmuReading:
@@ -377,15 +396,22 @@ class TspPort(SmuPort):
         fields = reply.split("\t")
         n_values = len(self.senses) * repeats
         if len(fields) != n_values + len(self.wired):
+            # the reply of another line (a late one): the right one may still be coming
             want = n_values + len(self.wired)
+            self.smu.desync(f"{len(fields)} fields instead of {want} to the measuring line")
             raise InstrumentError(
-                self.name, short(sent), f"expected {want} tab-separated fields, got {reply!r}"
+                self.name,
+                short(sent),
+                f"expected {want} tab-separated fields, got {short(reply)!r}",
             )
         try:
             values = np.array([float(f) for f in fields[:n_values]])
             flags = [parse_bool(f) for f in fields[n_values:]]
         except ValueError as exc:
-            raise InstrumentError(self.name, short(sent), f"unexpected reply {reply!r}") from exc
+            self.smu.desync(f"unexpected reply {reply!r} to the measuring line")
+            raise InstrumentError(
+                self.name, short(sent), f"unexpected reply {short(reply)!r}"
+            ) from exc
         compliance = np.array(flags, dtype=bool)
         first = next((ch for ch, flag in zip(self.wired, flags, strict=True) if flag), None)
         fault = None if first is None else self.compliance(first, sent)

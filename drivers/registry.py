@@ -13,6 +13,7 @@ from types import MappingProxyType
 from hil.vocabulary import BoardDriverName, DriverName, SmuDriverName
 
 from .keithley2400 import Keithley2400
+from .keithley2450 import Keithley2450
 from .keithley2600 import Keithley2600
 from .keysight_b2900 import KeysightB2900
 from .serial_board import SerialBoard
@@ -22,6 +23,7 @@ from .smu import Smu
 SMU_DRIVER_CLASSES: Mapping[SmuDriverName, type[Smu]] = MappingProxyType(
     {
         "keithley2400": Keithley2400,
+        "keithley2450": Keithley2450,
         "keithley2600": Keithley2600,
         "keysight_b2900": KeysightB2900,
     }

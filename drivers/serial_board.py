@@ -1,15 +1,19 @@
 """Driver for the XBAR DAC/ADC and crossbar-programming board over a serial line.
 
-The protocol is documented in ``docs/serial-board-protocol.md``. Every argument is checked
-against the capabilities the board reported at connect before anything is sent; an ``ERR``
-reply, a timeout or a lost port raises ``InstrumentError``.
+The protocol is documented in ``docs/serial-board-protocol.md``. The line itself (exclusive
+open, resync, version negotiation, version-2 frames with sequence numbers and CRC, the
+watchdog's keepalive) is :class:`drivers.board_link.BoardLink`'s; this module speaks the
+commands. Every argument is checked against the capabilities the board reported at connect
+before anything is sent; an ``ERR`` reply, a timeout or a lost port raises
+``InstrumentError``.
 
 Pulses are the one thing a host must never lose count of, so :meth:`SerialBoard.pulse_many`
 fills in a :class:`PulseTally` as the board confirms each line: how many entries it
-delivered in full, how many pulses of the entry a fault cut short (``ERR ... completed=<k>
-partial=<p>``), and how many entries are uncertain (sent, but never answered for). A failed
-line raises :class:`PulseError`, an ``InstrumentError`` carrying the tally; a Ctrl-C while a
-line is out waits (at most ``timeout``) for its reply before re-raising, to learn its count.
+delivered in full, how many pulses of the entry a fault or an ``ABORT`` cut short (``ERR ...
+completed=<k> partial=<p>``), and how many entries are uncertain (sent, but never answered
+for). A failed line raises :class:`PulseError`, an ``InstrumentError`` carrying the tally; a
+Ctrl-C while a line is out waits (at most ``timeout``) for its reply before re-raising, to
+learn its count.
 """
 
 from __future__ import annotations
@@ -18,17 +22,17 @@ import logging
 import math
 import operator
 import re
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import get_args
 
 import numpy as np
-import serial
 
 from hil.errors import InstrumentError, SafetyError
 from hil.vocabulary import DEFAULT_BOARD_MODEL, PULSE_SCHEMES, BoardMode, PulseScheme
+
+from . import board_protocol
+from .board_link import BoardLink, NotSent
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,12 @@ _MODES: tuple[BoardMode, ...] = get_args(BoardMode)
 _CUT_SHORT = re.compile(r"ERR (\d+) completed=(\d+)(?: partial=(\d+))?(?: |$)")
 
 #: Error codes after which the board has changed nothing (it validates a command in full
-#: before applying any of it).
-_NOTHING_DONE = frozenset(range(100, 106))
+#: before applying any of it; 120: it could not read the line).
+_NOTHING_DONE = frozenset([*range(100, 106), 120])
+
+#: Unrequested devices a bulk read may span between two requested ones of a row: reading
+#: one costs about 16 bytes of reply, a command of its own about 50.
+READ_GAP = 3
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,11 @@ class AdcReading:
 
 @dataclass(frozen=True)
 class BoardCapabilities:
-    """Reply to ``CAP?``: channel counts and inclusive (lo, hi) ranges in V, s or counts."""
+    """Reply to ``CAP?``: channel counts and inclusive (lo, hi) ranges in V, s or counts.
+
+    ``read_n`` (most devices per bulk read) and ``watchdog_range`` (s) are reported by a
+    board speaking protocol version 2; None otherwise.
+    """
 
     n_dac: int
     dac_range: tuple[float, float]
@@ -97,6 +109,8 @@ class BoardCapabilities:
     pulse_count: tuple[int, int]
     read_voltage: tuple[float, float]
     max_line: int
+    read_n: int | None = None
+    watchdog_range: tuple[float, float] | None = None
 
     @classmethod
     def parse(cls, payload: str) -> BoardCapabilities:
@@ -122,8 +136,12 @@ class BoardCapabilities:
             pulse_count=tuple(int(x) for x in fields["PULSE_N"].split(",")),  # type: ignore[arg-type]
             read_voltage=pair("READ_V"),
             max_line=int(fields["MAX_LINE"]),
+            read_n=int(fields["READ_N"]) if "READ_N" in fields else None,
+            watchdog_range=pair("WATCHDOG_S") if "WATCHDOG_S" in fields else None,
         )
-        counts = (caps.n_dac, caps.n_adc, caps.adc_bits, caps.rows, caps.cols, caps.max_line)
+        counts = [caps.n_dac, caps.n_adc, caps.adc_bits, caps.rows, caps.cols, caps.max_line]
+        if caps.read_n is not None:
+            counts.append(caps.read_n)
         if min(counts) < 1 or len(caps.pulse_count) != 2 or caps.pulse_count[0] < 1:
             raise ValueError(f"implausible capabilities {payload!r}")
         return caps
@@ -211,10 +229,6 @@ class PulseError(InstrumentError):
         self.tally = tally
 
 
-class _NotSent(InstrumentError):
-    """The command was refused before a byte of it left the host."""
-
-
 class SerialBoard:
     """One XBAR board on a serial port.
 
@@ -231,11 +245,18 @@ class SerialBoard:
         Longest wait for one reply line (s).
     models : sequence of str
         Models this driver accepts at connect.
+    protocol : int, optional
+        Protocol version to speak: 1 or 2; default the newest the board offers.
+    watchdog : float, optional
+        Arm the board's watchdog at connect (protocol 2): after this many seconds without a
+        line from the host the board goes to its safe state. The driver then pings the board
+        whenever it has sent nothing for a quarter of it. Default: off.
 
     Attributes
     ----------
-    commands_sent : int
-        Command lines written to the port since construction.
+    requested_protocol : int or None
+    watchdog : float or None
+        As given.
     """
 
     def __init__(
@@ -246,25 +267,32 @@ class SerialBoard:
         baudrate: int = 115200,
         timeout: float = 1.0,
         models: Sequence[str] = (DEFAULT_BOARD_MODEL,),
+        protocol: int | None = None,
+        watchdog: float | None = None,
     ) -> None:
+        if protocol is not None and protocol not in board_protocol.VERSIONS:
+            raise ValueError(f"{name}: protocol must be one of {board_protocol.VERSIONS}")
+        if watchdog is not None and not watchdog > 0:
+            raise ValueError(f"{name}: watchdog must be > 0 s, got {watchdog}")
         self.url, self.name, self.baudrate, self.timeout = url, name, baudrate, timeout
         self.models = tuple(models)
-        self.commands_sent = 0
-        self._port: serial.SerialBase | None = None
+        self.requested_protocol = protocol
+        self.watchdog = watchdog
+        self._link = BoardLink(url, name=name, baudrate=baudrate, timeout=timeout)
         self._identity: BoardIdentity | None = None
         self._caps: BoardCapabilities | None = None
-        self._lock = threading.Lock()
+        self._offered: tuple[int, ...] = ()
+        self._watchdog_armed: float | None = None
 
     # -- connection -----------------------------------------------------------------------
     def open(self) -> SerialBoard:
-        """Open the port, identify the board and read its capabilities; returns ``self``."""
+        """Open the port (exclusively), resync it, agree on the protocol version, identify
+        the board, read its capabilities and arm its watchdog; returns ``self``."""
+        self._identity = self._caps = None
+        self._watchdog_armed = None
+        self._link.open()
         try:
-            self._port = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, timeout=self.timeout, write_timeout=self.timeout
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise InstrumentError(self.name, "open", f"cannot open {self.url!r}: {exc}") from exc
-        try:
+            self._offered = self._link.negotiate(self.requested_protocol)
             fields = [f.strip() for f in self._query("*IDN?").split(",")]
             if len(fields) != 4:
                 raise InstrumentError(self.name, "*IDN?", f"malformed identity {fields!r}")
@@ -279,20 +307,49 @@ class SerialBoard:
                 self._caps = BoardCapabilities.parse(payload)
             except (KeyError, ValueError) as exc:
                 raise InstrumentError(self.name, "CAP?", f"bad capabilities: {exc}") from exc
+            self._link.max_line = self._caps.max_line
             self._identity = identity
+            self._arm_watchdog()
         except BaseException:
             self.close()
             raise
         return self
 
+    def _arm_watchdog(self) -> None:
+        if self.watchdog is None:
+            return
+        caps = self.capabilities
+        if self.protocol < 2 or caps.watchdog_range is None:
+            log.warning(
+                "%s: the board speaks protocol %d and has no watchdog: nothing makes it safe "
+                "if this host dies",
+                self.name,
+                self.protocol,
+            )
+            return
+        lo, hi = caps.watchdog_range
+        if not lo <= self.watchdog <= hi:
+            raise InstrumentError(
+                self.name,
+                "WATCHDOG",
+                f"watchdog {self.watchdog:g} s out of the board's range [{lo:g}, {hi:g}] s",
+            )
+        command = f"WATCHDOG {float(self.watchdog)!r}"
+        payload = self._query(command)
+        armed = payload.removeprefix("WATCHDOG ")
+        try:
+            ok = math.isclose(float(armed), self.watchdog, rel_tol=1e-9)
+        except ValueError:
+            ok = False
+        if not payload.startswith("WATCHDOG ") or not ok:
+            raise InstrumentError(self.name, command, f"unexpected reply 'OK {payload}'")
+        self._watchdog_armed = self.watchdog
+        self._link.keep_alive(self.watchdog / 4)
+
     def close(self) -> None:
-        """Close the port (no command is sent; call ``safe_state`` first)."""
-        port, self._port = self._port, None
-        if port is not None:
-            try:
-                port.close()
-            except (serial.SerialException, OSError) as exc:
-                log.warning("%s: closing %s failed: %s", self.name, self.url, exc)
+        """Close the port (no command is sent; call ``safe_state`` first). An armed
+        watchdog stays armed: the board goes safe by itself if nothing follows."""
+        self._link.close()
 
     def __enter__(self) -> SerialBoard:
         return self.open()
@@ -314,6 +371,57 @@ class SerialBoard:
         if self._caps is None:
             raise InstrumentError(self.name, "", "not connected; call open() first")
         return self._caps
+
+    @property
+    def protocol(self) -> int:
+        """The protocol version spoken (agreed at connect)."""
+        return self._link.protocol
+
+    @property
+    def offered_protocols(self) -> tuple[int, ...]:
+        """The versions the board offered at connect (``(1,)``: firmware before version 2)."""
+        return self._offered
+
+    @property
+    def watchdog_armed(self) -> float | None:
+        """The watchdog timeout (s) the board confirmed at connect; None: not armed."""
+        return self._watchdog_armed
+
+    @property
+    def max_command(self) -> int:
+        """Longest command text (bytes) one line can carry: ``MAX_LINE`` less the frame."""
+        frame = board_protocol.FRAME_OVERHEAD if self.protocol >= 2 else 0
+        return self.capabilities.max_line - frame
+
+    @property
+    def commands_sent(self) -> int:
+        """Command lines written to the port since construction (keepalives apart)."""
+        return self._link.commands_sent
+
+    @property
+    def pings_sent(self) -> int:
+        """Keepalive ``PING`` lines written."""
+        return self._link.pings_sent
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes written to the port (at 10 bits a byte, the wire time is 10 x this / baud)."""
+        return self._link.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes read from the port."""
+        return self._link.bytes_received
+
+    @property
+    def stale_replies(self) -> int:
+        """Late replies (to earlier commands) recognised and discarded (protocol 2)."""
+        return self._link.stale_replies
+
+    @property
+    def frame_retries(self) -> int:
+        """Commands sent again because the board refused them as corrupted (protocol 2)."""
+        return self._link.frame_retries
 
     # -- network mode ---------------------------------------------------------------------
     def set_dacs(self, values: Mapping[int, float] | Sequence[float] | np.ndarray) -> None:
@@ -445,7 +553,7 @@ class SerialBoard:
         chunk: list[str] = []
         for row, col, amplitude, count in entries:
             item = f"{row}:{col}:{float(amplitude)!r}:{count}"
-            if chunk and len(head) + len(",".join([*chunk, item])) > self.capabilities.max_line:
+            if chunk and len(head) + len(",".join([*chunk, item])) > self.max_command:
                 self._pulse_line(head + ",".join(chunk), len(chunk), tally)
                 chunk = []
             chunk.append(item)
@@ -466,8 +574,8 @@ class SerialBoard:
                 log.error("%s: %s", self.name, exc)
 
         try:
-            reply = self._exchange(command, interrupted)
-        except _NotSent as exc:
+            reply = self._link.exchange(command, interrupted)
+        except NotSent as exc:
             raise PulseError(exc.instrument, exc.command, exc.reason, tally) from exc
         except InstrumentError as exc:  # a timeout or a lost port: it may have run
             tally.uncertain = n
@@ -507,10 +615,102 @@ class SerialBoard:
         command = f"READ {row} {col} {float(v_read)!r}"
         return float(self._floats(command, self._query(command), 1)[0])
 
+    def read_block(self, rows: tuple[int, int], cols: tuple[int, int], v_read: float) -> np.ndarray:
+        """Currents (A) of every device of a block in one command (protocol 2).
+
+        Parameters
+        ----------
+        rows, cols : (first, last)
+            Inclusive line ranges; at most ``capabilities.read_n`` devices in all.
+        v_read : float
+            Read bias (V).
+
+        Returns
+        -------
+        ndarray, shape (last_row - first_row + 1, last_col - first_col + 1)
+            Each current as ``READ`` would read it (``READ:ROW`` for one row, else
+            ``READ:TILE``).
+        """
+        caps = self.capabilities
+        if self.protocol < 2 or caps.read_n is None:
+            raise InstrumentError(
+                self.name,
+                "READ:TILE",
+                f"bulk reads need protocol 2 (the board speaks {self.protocol})",
+            )
+        (r0, r1), (c0, c1) = rows, cols
+        for what, (first, last), n in (("row", rows, caps.rows), ("column", cols, caps.cols)):
+            self._check_index(what, first, n)
+            self._check_index(what, last, n)
+            if last < first:
+                raise ValueError(f"{self.name}: {what} range {first}-{last} is empty")
+        shape = (r1 - r0 + 1, c1 - c0 + 1)
+        if shape[0] * shape[1] > caps.read_n:
+            raise ValueError(
+                f"{self.name}: a block of {shape[0] * shape[1]} devices exceeds READ_N "
+                f"{caps.read_n}"
+            )
+        self._check_range("read voltage", v_read, caps.read_voltage, "V")
+        v = float(v_read)
+        command = (
+            f"READ:ROW {r0} {c0} {c1} {v!r}" if r0 == r1 else f"READ:TILE {r0} {r1} {c0} {c1} {v!r}"
+        )
+        return self._floats(command, self._query(command), shape[0] * shape[1]).reshape(shape)
+
+    def read_devices(
+        self, rows: Sequence[int] | np.ndarray, cols: Sequence[int] | np.ndarray, v_read: float
+    ) -> np.ndarray:
+        """Currents (A) through devices ``(rows[k], cols[k])`` biased at ``v_read`` (V).
+
+        In protocol 2 the devices are read in blocks (:func:`plan_reads`: runs of a row,
+        rows with the same runs stacked into tiles of at most ``READ_N`` devices), a few
+        commands for a whole crossbar; in protocol 1 one ``READ`` each. A block may read
+        devices that were not asked for (a small gap in a row): reads do not disturb.
+
+        Returns
+        -------
+        ndarray, shape (len(rows),)
+        """
+        r = np.asarray(rows, dtype=np.int64).ravel()
+        c = np.asarray(cols, dtype=np.int64).ravel()
+        if r.shape != c.shape:
+            raise ValueError(f"{self.name}: rows and cols differ in length ({r.size}, {c.size})")
+        caps = self.capabilities
+        if r.size:
+            for what, lines, n in (("row", r, caps.rows), ("column", c, caps.cols)):
+                bad = lines[(lines < 0) | (lines >= n)]
+                if bad.size:
+                    self._check_index(what, int(bad[0]), n)
+        self._check_range("read voltage", v_read, caps.read_voltage, "V")
+        if self.protocol < 2 or caps.read_n is None:
+            pairs = zip(r.tolist(), c.tolist(), strict=True)
+            return np.array([self.read_device(i, j, v_read) for i, j in pairs], dtype=float)
+        out = np.empty(r.size)
+        for (r0, r1), (c0, c1) in plan_reads(r, c, caps.read_n):
+            block = self.read_block((r0, r1), (c0, c1), v_read)
+            inside = (r0 <= r) & (r <= r1) & (c0 <= c) & (c <= c1)  # blocks do not overlap
+            out[inside] = block[r[inside] - r0, c[inside] - c0]
+        return out
+
     # -- safety ---------------------------------------------------------------------------
     def abort(self) -> None:
-        """All DACs and crossbar lines to 0 V, mode idle. Raises InstrumentError on failure."""
+        """All DACs and crossbar lines to 0 V, mode idle. Raises InstrumentError on failure.
+
+        From another thread while a command is out (protocol 2), the board is told at once
+        (:meth:`interrupt`: a pulse batch stops between two pulses and says how far it got),
+        then this ``ABORT`` is confirmed once that command has been answered.
+        """
+        if self._link.busy:
+            self.interrupt()
         self._query("ABORT", expect="ABORT")
+
+    def interrupt(self) -> bool:
+        """Send ``ABORT`` now, without waiting for the command in flight (protocol 2).
+
+        Returns at once; the ``ABORT``'s own reply is discarded. Returns whether it was
+        sent (False in protocol 1, whose board reads nothing while it executes).
+        """
+        return self._link.send_now("ABORT")
 
     def safe_state(self) -> None:
         """``abort()`` that never raises: a failure (e.g. the port is gone) is logged."""
@@ -518,6 +718,10 @@ class SerialBoard:
             self.abort()
         except InstrumentError as exc:
             log.error("%s: could not reach the safe state: %s", self.name, exc)
+
+    def ping(self) -> None:
+        """``PING`` (protocol 2): feeds the watchdog; raises InstrumentError on failure."""
+        self._query("PING", expect="PING")
 
     # -- internals ------------------------------------------------------------------------
     def _check_index(self, what: str, index: int, n: int) -> None:
@@ -560,80 +764,9 @@ class SerialBoard:
             raise InstrumentError(self.name, command, f"expected {n} values, got {payload!r}")
         return values
 
-    def _read_line(self, port: serial.SerialBase, raw: bytearray) -> bytes:
-        """One reply line, read into ``raw`` in chunks (``read_until`` reads a byte per call,
-        which makes an 800-byte ``ADC:READ`` reply cost 800 system calls); ends early on
-        timeout. ``raw`` keeps what arrived if the read is interrupted."""
-        deadline = time.monotonic() + self.timeout
-        while b"\n" not in raw:  # (an interrupted read may have got the whole line already)
-            chunk = port.read(max(1, port.in_waiting))
-            raw += chunk
-            if b"\n" not in raw and (not chunk or time.monotonic() >= deadline):
-                return bytes(raw)  # timed out
-        return bytes(raw[: raw.index(b"\n") + 1])  # the protocol sends nothing after a reply
-
-    def _drain(self, port: serial.SerialBase, raw: bytearray) -> str | None:
-        """After an interrupt: the rest of the reply line begun in ``raw`` (at most
-        ``timeout`` more), stripped, or None when it does not come whole."""
-        try:
-            line = self._read_line(port, raw)
-        except (KeyboardInterrupt, serial.SerialException, OSError):
-            return None  # a second Ctrl-C, or the port went: give up on it
-        if not line.endswith(b"\n"):
-            return None
-        return line.decode("ascii", "replace").strip()
-
-    def _exchange(
-        self, command: str, interrupted: Callable[[str | None], None] | None = None
-    ) -> str:
-        """Send one command line and return its reply line, stripped.
-
-        Parameters
-        ----------
-        command : str
-        interrupted : callable, optional
-            On a KeyboardInterrupt after the line was (perhaps partly) written, called with
-            the reply drained from the port (None when it did not come) before re-raising.
-
-        Raises
-        ------
-        InstrumentError
-            No reply within ``timeout``, or the port failed (``_NotSent`` when the port was
-            closed, so nothing was sent).
-        """
-        line = (command + "\n").encode("ascii")
-        if self._caps is not None and len(line) - 1 > self._caps.max_line:
-            raise ValueError(
-                f"{self.name}: command of {len(line) - 1} bytes exceeds MAX_LINE "
-                f"{self._caps.max_line}; nothing sent"
-            )
-        raw = bytearray()
-        with self._lock:
-            port = self._port
-            if port is None or not port.is_open:
-                raise _NotSent(self.name, command, "port is closed")
-            writing = False
-            try:
-                if port.in_waiting:  # a late reply to a command that timed out
-                    port.read(port.in_waiting)
-                writing = True
-                port.write(line)
-                self.commands_sent += 1
-                reply = self._read_line(port, raw)
-            except KeyboardInterrupt:
-                if writing and interrupted is not None:
-                    interrupted(self._drain(port, raw))
-                raise
-            except (serial.SerialException, OSError) as exc:
-                raise InstrumentError(self.name, command, f"port failed: {exc}") from exc
-        if not reply.endswith(b"\n"):
-            got = f" (partial {reply!r})" if reply else ""
-            raise InstrumentError(self.name, command, f"no reply within {self.timeout} s{got}")
-        return reply.decode("ascii", "replace").strip()
-
     def _query(self, command: str, expect: str | None = None) -> str:
         """Send one command line and return the reply's payload after ``OK``."""
-        reply = self._exchange(command)
+        reply = self._link.exchange(command)
         if reply.startswith("ERR"):
             raise InstrumentError(self.name, command, reply)
         if reply != "OK" and not reply.startswith("OK "):
@@ -642,6 +775,44 @@ class SerialBoard:
         if expect is not None and payload != expect:
             raise InstrumentError(self.name, command, f"expected 'OK {expect}', got {reply!r}")
         return payload
+
+
+def plan_reads(
+    rows: np.ndarray, cols: np.ndarray, max_devices: int, gap: int = READ_GAP
+) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The blocks that read every device ``(rows[k], cols[k])`` in few bulk commands.
+
+    Each row's requested columns are cut into runs wherever more than ``gap`` columns in a
+    row were not asked for; runs wider than ``max_devices`` are cut to it; consecutive rows
+    whose runs span the same columns are stacked while the block holds at most
+    ``max_devices`` devices.
+
+    Returns
+    -------
+    list of ((first_row, last_row), (first_col, last_col))
+        Inclusive ranges, each block at most ``max_devices`` devices.
+    """
+    pairs = np.unique(np.stack([rows, cols], axis=1), axis=0) if len(rows) else np.zeros((0, 2))
+    runs: dict[tuple[int, int], list[int]] = {}  # (first col, last col) -> rows
+    for row in np.unique(pairs[:, 0]).tolist():
+        used = pairs[pairs[:, 0] == row, 1]
+        cuts = np.flatnonzero(np.diff(used) > gap + 1) + 1
+        for run in np.split(used, cuts):
+            for start in range(int(run[0]), int(run[-1]) + 1, max_devices):
+                end = min(int(run[-1]), start + max_devices - 1)
+                runs.setdefault((start, end), []).append(int(row))
+    blocks = []
+    for (c0, c1), run_rows in sorted(runs.items()):
+        height = max(1, max_devices // (c1 - c0 + 1))
+        first = last = run_rows[0]
+        for row in [*run_rows[1:], None]:
+            if row is not None and row == last + 1 and row - first + 1 <= height:
+                last = row
+                continue
+            blocks.append(((first, last), (c0, c1)))
+            if row is not None:
+                first = last = row
+    return blocks
 
 
 def _code(reply: str) -> int | None:

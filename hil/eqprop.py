@@ -18,6 +18,18 @@ order, with ``C = sum_k (o_k - y_k)^2 / 2`` and ``beta_S = beta * g_ref`` (sieme
 The currents are computed once from the free-phase outputs, as an SMU sourcing a fixed
 current would apply them. Gradients are returned with respect to ``g = G / g_ref``
 (dimensionless), so that learning rates do not depend on the conductance scale.
+
+When the drops of both phases are the network's drops of the measured node voltages (every
+bench here), the batch mean of ``dV_high^2 - dV_low^2`` over a tile is computed from the
+voltages of its rows and columns by one matrix product (:meth:`EqProp.gradient_from_voltages`)
+instead of from 2 x B x n_devices drops: with ``r = a V_row`` and ``c = V_col`` per sample,
+``D = high - low`` and ``S = high + low``::
+
+    dV_high^2 - dV_low^2 = (D_r - D_c)(S_r - S_c) = D_r S_r + D_c S_c - (D_r S_c + S_r D_c)
+
+so the tile's sum over the batch is ``rowterm[:, None] + colterm[None, :] - [D_r; S_r]^T
+[S_c; D_c]``. It differs from the drop-based form by rounding only (it has no ``dV^2``
+cancellation: it is, if anything, the more accurate of the two).
 """
 
 from __future__ import annotations
@@ -27,7 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.bench import Bench, Measurement
+from hil.blas import DEFAULT_BLAS_THREADS, blas_threads
 from hil.errors import ConfigError
+from hil.network import Network
 from hil.vocabulary import VARIANTS, Variant
 
 
@@ -63,6 +77,9 @@ class EqProp:
         The target ``y`` is this many volts on the correct class's pair, 0 V on the others.
     g_ref : float, optional
         Reference conductance (S); the network's ``g_max`` by default.
+    blas_threads : int or None
+        Threads BLAS may use during :meth:`estimate` (settles and gradient); None leaves
+        BLAS as it is. One by default: the products are small (see :mod:`hil.blas`).
     """
 
     def __init__(
@@ -71,6 +88,7 @@ class EqProp:
         variant: Variant = "centered",
         target_amplitude: float = 1.0,
         g_ref: float | None = None,
+        blas_threads: int | None = DEFAULT_BLAS_THREADS,
     ) -> None:
         if beta <= 0:
             raise ConfigError(f"beta must be > 0, got {beta}")
@@ -80,6 +98,7 @@ class EqProp:
         self.variant = variant
         self.target_amplitude = target_amplitude
         self.g_ref = g_ref
+        self.blas_threads = blas_threads
 
     def targets(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
         """One-hot targets (B, classes) in volts."""
@@ -112,18 +131,34 @@ class EqProp:
             Input source voltages (V).
         labels : ndarray of int, shape (B,)
         """
-        net = bench.network
-        free = bench.settle(inputs)
-        y = self.targets(labels, net.n_classes)
-        signs = {"centered": (1.0, -1.0), "positive": (1.0, 0.0), "negative": (0.0, -1.0)}
-        plus, minus = signs[self.variant]
-        drops = {0.0: free.drops}
-        for sign in (plus, minus):
-            if sign not in drops:
-                nudges = self.nudge_currents(bench, free.outputs, y, sign)
-                drops[sign] = bench.settle(inputs, nudges).drops
-        gradient = self.gradient(net.device_weights, drops[plus], drops[minus], plus - minus)
+        with blas_threads(self.blas_threads):
+            net = bench.network
+            free = bench.settle(inputs)
+            y = self.targets(labels, net.n_classes)
+            signs = {"centered": (1.0, -1.0), "positive": (1.0, 0.0), "negative": (0.0, -1.0)}
+            plus, minus = signs[self.variant]
+            phases = {0.0: free}
+            for sign in (plus, minus):
+                if sign not in phases:
+                    nudges = self.nudge_currents(bench, free.outputs, y, sign)
+                    phases[sign] = bench.settle(inputs, nudges)
+            gradient = self.phase_gradient(net, phases[plus], phases[minus], plus - minus)
         return EqPropResult(gradient, free, self.loss(free.outputs, y))
+
+    def phase_gradient(
+        self, network: Network, high: Measurement, low: Measurement, sign_span: float
+    ) -> np.ndarray:
+        """Batch-mean ``dC/dg`` (n_devices,) from two phases (the higher nudge first).
+
+        From the node voltages (:meth:`gradient_from_voltages`) when both measurements'
+        drops are the network's drops of their node voltages, else from the drops
+        (:meth:`gradient`); the two agree to rounding.
+        """
+        if _derived_from(high, network) and _derived_from(low, network):
+            return self.gradient_from_voltages(
+                network, high.node_voltages, low.node_voltages, sign_span
+            )
+        return self.gradient(network.device_weights, high.drops, low.drops, sign_span)
 
     def gradient(
         self,
@@ -134,7 +169,83 @@ class EqProp:
     ) -> np.ndarray:
         """Batch-mean ``dC/dg`` from the drops of two phases (the higher nudge first).
 
-        ``sign_span`` is the difference of the two phases' nudge signs (2 for centered).
+        Parameters
+        ----------
+        weights : ndarray, shape (n_devices,)
+            Energy weight of every device (``Network.device_weights``).
+        drops_high, drops_low : ndarray, shape (B, n_devices)
+            Voltage across every device in the two phases (V).
+        sign_span : float
+            The difference of the two phases' nudge signs (2 for centered).
+
+        Returns
+        -------
+        ndarray, shape (n_devices,)
+            ``dC/dg`` (dimensionless, ``g = G / g_ref``).
         """
         diff = np.mean(drops_high**2 - drops_low**2, axis=0)
         return weights * diff / (2.0 * sign_span * self.beta)
+
+    def gradient_from_voltages(
+        self,
+        network: Network,
+        voltages_high: np.ndarray,
+        voltages_low: np.ndarray,
+        sign_span: float,
+    ) -> np.ndarray:
+        """Batch-mean ``dC/dg`` from the node voltages of two phases, tile by tile.
+
+        The same quantity as :meth:`gradient` of ``network.drops`` of both (module Notes),
+        with one ``(rows, 2B + 2) @ (2B + 2, cols)`` product per tile instead of
+        ``2 x B x n_devices`` drops.
+
+        Parameters
+        ----------
+        network : Network
+        voltages_high, voltages_low : ndarray, shape (B, n_nodes)
+            Node voltages of the two phases (V), the higher nudge first.
+        sign_span : float
+            The difference of the two phases' nudge signs (2 for centered).
+
+        Returns
+        -------
+        ndarray, shape (n_devices,)
+            ``dC/dg`` (dimensionless, ``g = G / g_ref``).
+        """
+        v_high = np.asarray(voltages_high, dtype=float)
+        v_low = np.asarray(voltages_low, dtype=float)
+        if v_high.ndim != 2 or v_high.shape != v_low.shape or v_high.shape[1] != network.n_nodes:
+            raise ConfigError(
+                f"node voltages must both have shape (batch, {network.n_nodes}), got "
+                f"{v_high.shape} and {v_low.shape}"
+            )
+        batch = len(v_high)
+        out = np.empty(network.n_devices)
+        for tile in network.tiles:
+            # the row line of a row behind an amplifier sits at A times its node (drops())
+            rows_high = tile.row_gain * v_high[:, tile.row_nodes]
+            rows_low = tile.row_gain * v_low[:, tile.row_nodes]
+            cols_high, cols_low = v_high[:, tile.col_nodes], v_low[:, tile.col_nodes]
+            scale = tile.weight / (2.0 * sign_span * self.beta * batch)
+            # left (2B + 2, rows) and right (2B + 2, cols): [D_r; S_r; rowterm; 1] and
+            # scale * [-S_c; -D_c; 1; colterm], so that left.T @ right is the whole tile
+            left = np.empty((2 * batch + 2, tile.shape[0]))
+            right = np.empty((2 * batch + 2, tile.shape[1]))
+            np.subtract(rows_high, rows_low, out=left[:batch])
+            np.add(rows_high, rows_low, out=left[batch : 2 * batch])
+            np.einsum("bi,bi->i", left[:batch], left[batch : 2 * batch], out=left[2 * batch])
+            left[2 * batch + 1] = 1.0
+            diff_cols, sum_cols = cols_high - cols_low, cols_high + cols_low
+            np.multiply(sum_cols, -scale, out=right[:batch])
+            np.multiply(diff_cols, -scale, out=right[batch : 2 * batch])
+            right[2 * batch] = scale
+            right[2 * batch + 1] = scale * np.einsum("bj,bj->j", diff_cols, sum_cols)
+            block = out[tile.devices].reshape(tile.shape)
+            np.matmul(left.T, right, out=block)
+        return out
+
+
+def _derived_from(measurement: Measurement, network: Network) -> bool:
+    """Whether a measurement's drops are ``network.drops`` of its node voltages."""
+    source = measurement.network
+    return source is network or (source is not None and source.spec == network.spec)

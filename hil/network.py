@@ -347,8 +347,15 @@ class Network:
         The drop is ``a * V_row - V_col``: the crossbar line of a row behind an amplifier
         sits at ``A`` times its hidden node's voltage.
         """
-        v = np.asarray(node_voltages)
-        return self.device_row_gain * v[..., self.device_rows] - v[..., self.device_cols]
+        v = np.asarray(node_voltages, dtype=float)
+        out = np.empty((*v.shape[:-1], self.n_devices))
+        # Tile by tile, broadcast (rows, 1) - (1, cols): the same products and differences as
+        # gathering both ends of every device, without two (B, n_devices) index gathers.
+        for tile in self.tiles:
+            rows = tile.row_gain * v[..., tile.row_nodes]
+            block = out[..., tile.devices].reshape(*v.shape[:-1], *tile.shape)
+            np.subtract(rows[..., :, None], v[..., None, tile.col_nodes], out=block)
+        return out
 
     @property
     def output_weight(self) -> float:

@@ -165,7 +165,9 @@ class ProgrammingReport:
 def stochastic_round(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Round to an integer below or above, with probabilities that keep the mean exact."""
     low = np.floor(values)
-    return (low + (rng.random(values.shape) < values - low)).astype(np.int64)
+    fraction = values - low
+    low += rng.random(values.shape) < fraction  # in place: the same sums, no temporaries
+    return low.astype(np.int64)
 
 
 def plan_open_loop(
@@ -194,11 +196,19 @@ def plan_open_loop(
     g_min, g_max = g_bounds
     up = delta_g > 0
     step = np.where(up, calibration.step_up, calibration.step_down)
-    room = np.where(up, g_max - g_estimate, g_estimate - g_min)
-    magnitude = np.minimum(np.abs(delta_g), np.maximum(room, 0.0))
-    counts = stochastic_round(magnitude / step, rng)
+    # room to the bound each device moves to, computed in place (the same differences as
+    # where(up, g_max - g, g - g_min), without two full temporaries)
+    room = np.subtract(g_estimate, g_min)
+    np.subtract(g_max, g_estimate, out=room, where=up)
+    np.maximum(room, 0.0, out=room)
+    magnitude = np.abs(delta_g)
+    np.minimum(magnitude, room, out=magnitude)
+    np.divide(magnitude, step, out=magnitude)
+    counts = stochastic_round(magnitude, rng)
     capped = int(np.count_nonzero(counts > max_pulses))
-    counts = np.minimum(counts, max_pulses) * np.where(up, 1, -1)
+    if capped:
+        np.minimum(counts, max_pulses, out=counts)
+    np.negative(counts, out=counts, where=~up)
     ids = np.flatnonzero(counts)
     request = PulseRequest(ids, counts[ids], calibration.amplitude_v, calibration.width_s)
     return PulsePlan(request, capped)
@@ -312,9 +322,11 @@ class OpenLoopProgrammer(Programmer):
         report = self.bench.pulse(plan.request)
         self._follow(report, g)
         ids = np.flatnonzero(delta_g)
+        # every device has an update in a typical step: no gathers then
+        residual = target - g if ids.size == g.size else target[ids] - g[ids]
         return ProgrammingReport(
             ids,
-            target[ids] - g[ids],
+            residual,
             pulses=report.total_pulses,
             refused=int(np.sum(report.refused)),
             capped=plan.capped,

@@ -36,7 +36,7 @@ MEASURED_PRESETS: tuple[DevicePreset, ...] = ("taox_measured", "enode_measured")
 
 # --- instruments ------------------------------------------------------------------------
 #: The SMU drivers (``drivers.registry`` maps each to its class).
-SmuDriverName = Literal["keithley2400", "keithley2600", "keysight_b2900"]
+SmuDriverName = Literal["keithley2400", "keithley2450", "keithley2600", "keysight_b2900"]
 #: The crossbar board drivers.
 BoardDriverName = Literal["serial_board"]
 DriverName = Literal[SmuDriverName, BoardDriverName]

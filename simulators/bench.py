@@ -46,7 +46,7 @@ from hil.vocabulary import (
 )
 from simulators.circuit import Circuit
 from simulators.converters import Converters
-from simulators.crossbar_scheme import check_scheme, disturb_exposure
+from simulators.crossbar_scheme import check_scheme, disturb_exposure, exposure_totals
 from simulators.devices import DeviceArray, DeviceModel, MeasuredModel, preset
 from simulators.devices.presets import ENODE_FILES, TAOX_FILES, ideal
 from simulators.native import NativeSolver, Solution
@@ -391,14 +391,28 @@ class SimulatedBench:
                 f"{self.scheme} scheme: {moved} half-selected device(s) moved by disturb at "
                 f"{request.amplitude_v:g} V"
             )
-        self._sync_conductances()
+            self._sync_conductances()
+        else:
+            # only the selected devices can have moved: compare those, not every device
+            self._sync_conductances(ids, outcome.g_after)
         return PulseReport(ids, outcome.applied, outcome.refused, notes)
 
-    def _sync_conductances(self) -> None:
-        """Copy the devices' conductances into the circuit; tell the engine which changed."""
-        new = self.devices.conductances
-        changed = np.flatnonzero(new != self._g)
-        self._g[changed] = new[changed]
+    def _sync_conductances(
+        self, candidates: np.ndarray | None = None, values: np.ndarray | None = None
+    ) -> None:
+        """Copy the devices' conductances into the circuit; tell the engine which changed.
+
+        ``candidates`` (distinct ids) and their present conductances ``values`` (S) limit
+        the comparison to the devices that can have changed; all devices by default.
+        """
+        if candidates is None or values is None:
+            new = self.devices.conductances
+            changed = np.flatnonzero(new != self._g)
+            self._g[changed] = new[changed]
+        else:
+            differs = values != self._g[candidates]
+            changed = candidates[differs]
+            self._g[changed] = values[differs]
         self.engine.update_conductances(changed)
         self._last = None
 
@@ -416,11 +430,33 @@ class SimulatedBench:
         moved = 0
         live = applied != 0
         ids, applied = ids[live], applied[live]
+        if not ids.size:
+            return 0
         tile_of = np.searchsorted(self._tile_first, ids, side="right") - 1
-        for t in np.unique(tile_of):
-            tile = self.network.tiles[t]
+        fraction = 2.0 if self.scheme == "V/2" else 3.0
+        # Below threshold (every preset at its nominal pulse under V/2) no exposure moves a
+        # device: count them in line form instead of exposing every device one by one.
+        idle = not np.any(self.device_model.pulse.gain(float(amplitude_v) / fraction, width_s))
+        for t, tile in enumerate(self.network.tiles):
             mine = tile_of == t
+            if not mine.any():
+                continue
             rows, cols = np.divmod(ids[mine] - tile.first_device, tile.shape[1])
+            if idle:
+                totals = exposure_totals(
+                    tile.shape, rows, cols, applied[mine], amplitude_v, self.scheme
+                )
+                if totals.amplitude_v > 0:  # as DeviceArray.disturb: a 0 V exposure is none
+                    self.devices.count_exposures(
+                        tile.first_device,
+                        tile.shape,
+                        totals.per_row,
+                        totals.per_col,
+                        totals.everyone,
+                        ids[mine],
+                        totals.own,
+                    )
+                continue
             exposure = disturb_exposure(
                 tile.shape, rows, cols, applied[mine], amplitude_v, self.scheme
             )

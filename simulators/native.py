@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hil.blas import DEFAULT_BLAS_THREADS, blas_threads
 from hil.errors import ConvergenceError
 from simulators.circuit import Circuit, EnergyTerms, clamp_diodes
 
@@ -100,14 +101,31 @@ class NativeSolver:
     max_iterations : int
         Cap on active-set or Newton iterations; beyond it the solve raises
         :class:`~hil.errors.ConvergenceError` naming the samples that did not settle.
+    blas_threads : int or None
+        Threads BLAS may use during a solve (None: as the process has it). One by default:
+        a training batch's products are far too small to share (:mod:`hil.blas`).
+
+    Notes
+    -----
+    The drive of the sources (``U @ drive``, a ``(B, 1570) @ (1570, 100)`` product at the
+    founding paper's size) is kept from one solve to the next while the sources and the
+    conductances stay the same: the two nudged phases of an EqProp step re-settle the free
+    phase's inputs and reuse it.
     """
 
     def __init__(
-        self, circuit: Circuit, tol_current: float = 1e-14, max_iterations: int = 200
+        self,
+        circuit: Circuit,
+        tol_current: float = 1e-14,
+        max_iterations: int = 200,
+        blas_threads: int | None = DEFAULT_BLAS_THREADS,
     ) -> None:
         self.circuit = circuit
         self.tol_current = tol_current
         self.max_iterations = max_iterations
+        self.blas_threads = blas_threads
+        # (energy terms, sources, their drive of every layer) of the last solve
+        self._drive: tuple[EnergyTerms, np.ndarray, list[np.ndarray]] | None = None
 
     # --- public -------------------------------------------------------------------------
     def update_conductances(self, device_ids: np.ndarray | None = None) -> None:
@@ -131,22 +149,30 @@ class NativeSolver:
         initial : list of ndarray, optional
             Warm start: free-layer voltages from a previous solve of the same batch.
         """
-        terms = self.circuit.energy_terms()
-        const = self._constant_terms(terms, sources, nudges)
-        if self.circuit.network.spec.diode.model == "ideal":
-            return self._solve_ideal(terms, const, initial, strict=True)
-        if initial is None:
-            # The hard-clamp equilibrium is a good start for Newton on Shockley diodes.
-            initial = self._solve_ideal(terms, const, None, strict=False).layers
-        return self._solve_shockley(terms, const, [v.copy() for v in initial])
+        with blas_threads(self.blas_threads):
+            terms = self.circuit.energy_terms()
+            const = self._constant_terms(terms, sources, nudges)
+            if self.circuit.network.spec.diode.model == "ideal":
+                return self._solve_ideal(terms, const, initial, strict=True)
+            if initial is None:
+                # The hard-clamp equilibrium is a good start for Newton on Shockley diodes.
+                initial = self._solve_ideal(terms, const, None, strict=False).layers
+            return self._solve_shockley(terms, const, [v.copy() for v in initial])
 
     # --- pieces -------------------------------------------------------------------------
     def _constant_terms(
         self, terms: EnergyTerms, sources: np.ndarray, nudges: np.ndarray | None
     ) -> list[np.ndarray]:
-        const = [
-            sources[:, rows] @ d for rows, d in zip(terms.drive_rows, terms.drive, strict=True)
-        ]
+        cached = self._drive
+        if cached is not None and cached[0] is terms and np.array_equal(cached[1], sources):
+            drive = cached[2]  # the same product of the same operands
+        else:
+            drive = [
+                sources[:, rows] @ d
+                for rows, d in zip(terms.drive_rows, terms.drive, strict=True)
+            ]
+            self._drive = (terms, np.array(sources, dtype=float), drive)
+        const = list(drive)  # the solver never writes into these arrays
         if nudges is not None:
             const[-1] = const[-1] + terms.weight[-1] * nudges
         return const

@@ -102,7 +102,8 @@ class InstrumentConfig(Schema):
 
     Attributes
     ----------
-    driver : ``"serial_board"``, ``"keithley2400"``, ``"keithley2600"`` or ``"keysight_b2900"``
+    driver : ``"serial_board"``, ``"keithley2400"``, ``"keithley2450"``, ``"keithley2600"`` or
+        ``"keysight_b2900"``
     address : str or None
         Where it is: a pyserial URL or device (``/dev/ttyUSB0``) for a board, a VISA resource
         (``TCPIP::192.168.1.21::5025::SOCKET``, ``GPIB0::24::INSTR``) for an SMU. None only in

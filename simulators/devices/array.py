@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hil.errors import ConfigError
+from simulators.devices.analytic import ConstantStepModel
 from simulators.devices.base import DeviceModel
 from simulators.devices.presets import model_from_dict
 
@@ -256,10 +257,7 @@ class DeviceArray:
         """
         idx = self._check_idx(device_idx)
         signed = _check_int(counts, idx.size, "counts")
-        gain = self._model.pulse.gain(
-            _float_per_device(amplitude_v, idx.size, "amplitude_v"),
-            _float_per_device(width_s, idx.size, "width_s"),
-        )
+        gain = self._gain(amplitude_v, width_s, idx.size, "amplitude_v")
         requested = np.abs(signed)
         allowed = requested
         if self._model.endurance is not None:
@@ -320,8 +318,8 @@ class DeviceArray:
         n = _check_int(counts, idx.size, "counts")
         if np.any(n < 0):
             raise ConfigError(f"disturb counts must be >= 0, got min {n.min()}")
+        gain = self._gain(effective_amplitude_v, width_s, idx.size, "effective_amplitude_v")
         amplitude = _float_per_device(effective_amplitude_v, idx.size, "effective_amplitude_v")
-        gain = self._model.pulse.gain(amplitude, _float_per_device(width_s, idx.size, "width_s"))
         g_before = self._g[idx].copy()
         effective = self._move(idx, sign, n, gain)
         self._disturb_count[idx] += np.where(amplitude > 0, n, 0)
@@ -335,6 +333,77 @@ class DeviceArray:
             g_after=self._g[idx].copy(),
             effective=effective,
         )
+
+    def count_exposures(
+        self,
+        first: int,
+        shape: tuple[int, int],
+        per_row: np.ndarray,
+        per_col: np.ndarray,
+        everyone: int = 0,
+        device_idx: np.ndarray | None = None,
+        device_counts: np.ndarray | None = None,
+    ) -> None:
+        """Count exposures that move nothing (at or below threshold) on a block of devices.
+
+        The block is the ``rows x cols`` devices ``first .. first + rows * cols - 1``,
+        row-major (a crossbar tile); device ``(i, j)`` of it receives ``per_row[i] +
+        per_col[j] + everyone`` exposures, plus ``device_counts[k]`` if it is
+        ``device_idx[k]``. Only ``disturb_count`` changes: what :meth:`disturb` does for
+        exposures whose pulse gain is 0, in two passes over the block instead of a call
+        per device.
+
+        Parameters
+        ----------
+        first : int
+            Id of the block's device (0, 0).
+        shape : (int, int)
+            ``(rows, cols)`` of the block.
+        per_row : ndarray of int, shape (rows,)
+        per_col : ndarray of int, shape (cols,)
+        everyone : int
+            Exposures of every device of the block.
+        device_idx : ndarray of int, shape (m,), optional
+            Distinct device ids (of the block) with a correction of their own.
+        device_counts : ndarray of int, shape (m,), optional
+            The corrections (may be negative, e.g. a selected device does not disturb itself).
+
+        Raises
+        ------
+        ConfigError
+            On a block outside the array, arrays of the wrong shape, or a device whose
+            total would be negative; nothing is counted then.
+        """
+        rows, cols = int(shape[0]), int(shape[1])
+        if rows < 1 or cols < 1 or first < 0 or first + rows * cols > self._n:
+            raise ConfigError(
+                f"block of {rows}x{cols} devices from {first} is outside [0, {self._n})"
+            )
+        per_row = _check_int(per_row, rows, "per_row")
+        per_col = _check_int(per_col, cols, "per_col")
+        if device_idx is None:
+            idx = np.zeros(0, dtype=np.int64)
+            own = np.zeros(0, dtype=np.int64)
+        else:
+            idx = self._check_idx(device_idx)
+            own = _check_int(device_counts, idx.size, "device_counts")
+            if idx.size and (idx.min() < first or idx.max() >= first + rows * cols):
+                raise ConfigError("device_idx must lie in the block")
+        if idx.size:
+            r, c = np.divmod(idx - first, cols)
+            lowest = per_row[r] + per_col[c] + everyone + own
+        else:
+            lowest = np.zeros(0, dtype=np.int64)
+        if per_row.min() < 0 or per_col.min() < 0 or everyone < 0 or np.any(lowest < 0):
+            raise ConfigError("exposure counts must not be negative")
+        block = self._disturb_count[first : first + rows * cols].reshape(rows, cols)
+        if per_row.any():
+            block += per_row[:, None]
+        if per_col.any():
+            block += per_col[None, :]
+        if everyone:
+            block += everyone
+        self._disturb_count[idx] += own
 
     def read(
         self, device_idx: np.ndarray | None = None, rng: np.random.Generator | None = None
@@ -399,20 +468,51 @@ class DeviceArray:
         effective = (n_pulses > 0) & (gain > 0) & ~stuck
         if not np.any(effective):
             return effective
-        order = np.argsort(-n_pulses[effective], kind="stable")
-        dev = idx[effective][order]
-        direction = sign[effective][order]
-        count = n_pulses[effective][order]
+        chosen = np.flatnonzero(effective)
+        count = n_pulses[chosen]
+        # Devices by descending count, ties in the order given (a stable sort is unique, so
+        # any stable sort gives this order); 16-bit keys sort by radix, O(n).
+        keys = -count.astype(np.int16) if count.max() <= np.iinfo(np.int16).max else -count
+        chosen = chosen[np.argsort(keys, kind="stable")]
+        dev = idx[chosen]
+        direction = sign[chosen]
+        count = n_pulses[chosen]
         scale = np.where(direction > 0, self._scale_up[dev], self._scale_down[dev])
-        scale = scale * gain[effective][order]
+        if gain.strides == (0,):  # one gain for all (a scalar pulse): the same products
+            scale *= gain[0]
+        else:
+            scale *= gain[chosen]
         g, lo, hi = self._g[dev], self._lo[dev], self._hi[dev]
         active = np.searchsorted(-count, -np.arange(count[0]), side="left")
-        for m in active:
-            step = self._model.sample_step(g[:m], direction[:m], lo[:m], hi[:m], self._rng_pulse)
-            moved = g[:m] + scale[:m] * step
-            np.clip(moved, lo[:m], hi[:m], out=g[:m])
+        model = self._model
+        if type(model) is ConstantStepModel and model.variability.c2c == 0.0:
+            # The step neither depends on G nor is random: the same product every pulse.
+            increment = scale * model.mean_step(g, direction, lo, hi)
+            for m in active:
+                np.add(g[:m], increment[:m], out=g[:m])
+                np.clip(g[:m], lo[:m], hi[:m], out=g[:m])
+        else:
+            for m in active:
+                step = model.sample_step(g[:m], direction[:m], lo[:m], hi[:m], self._rng_pulse)
+                moved = g[:m] + scale[:m] * step
+                np.clip(moved, lo[:m], hi[:m], out=g[:m])
         self._g[dev] = g
         return effective
+
+    def _gain(
+        self, amplitude_v: float | np.ndarray, width_s: float | np.ndarray, size: int, name: str
+    ) -> np.ndarray:
+        """The pulse law's gain per device, shape (size,); from one evaluation when both
+        the amplitude and the width are scalars (same checks, same values)."""
+        if size and np.ndim(amplitude_v) == 0 and np.ndim(width_s) == 0:
+            one = self._model.pulse.gain(
+                _float_per_device(amplitude_v, 1, name), _float_per_device(width_s, 1, "width_s")
+            )
+            return np.broadcast_to(one, (size,))
+        return self._model.pulse.gain(
+            _float_per_device(amplitude_v, size, name),
+            _float_per_device(width_s, size, "width_s"),
+        )
 
     def _check_idx(self, device_idx: np.ndarray) -> np.ndarray:
         idx = _check_int(device_idx, None, "device_idx")

@@ -1,389 +1,51 @@
 """Emulator of the XBAR DAC/ADC and crossbar-programming board, reached over a pseudo-terminal.
 
-The emulator speaks the line protocol of ``docs/serial-board-protocol.md`` on the master side
-of a pty pair; a host opens the slave path (``BoardServer.port``) with pyserial exactly as it
-would open ``/dev/ttyUSB0``. The board's firmware (parsing, validation, modes, ADC quantisation)
-lives here; the physics behind the DACs, ADCs and crossbar is a pluggable ``BoardBackend``.
+The emulator speaks the line protocol of ``docs/serial-board-protocol.md`` (versions 1 and 2)
+on the master side of a pty pair; a host opens the slave path (``BoardServer.port``) with
+pyserial exactly as it would open ``/dev/ttyUSB0``. This module is the transport: lines,
+version-2 frames (:mod:`~simulators.instruments.board_framing`), the watchdog's timer, the
+UART polled for ``ABORT`` while a pulse batch runs, an optional baud-rate pace, and fault
+injection. The firmware is :mod:`~simulators.instruments.board_firmware`'s, the physics a
+:class:`~simulators.instruments.board_backends.BoardBackend`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import select
 import threading
+import time
 import tty
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, cast, get_args
 
-import numpy as np
+from simulators.instruments.board_backends import BoardBackend, LinearBackend
+from simulators.instruments.board_firmware import MODES, BoardSpec, Firmware, PulseFault
+from simulators.instruments.board_framing import (
+    UNATTRIBUTED,
+    BadFrame,
+    frame,
+    looks_framed,
+    unframe,
+)
 
-from hil.vocabulary import DEFAULT_BOARD_MODEL, PULSE_SCHEMES, BoardMode, PulseScheme
+__all__ = [
+    "MODES",
+    "BoardBackend",
+    "BoardServer",
+    "BoardSpec",
+    "LinearBackend",
+    "PulseFault",
+]
 
-#: The modes as the protocol spells them (``MODE NETWORK``).
-MODES: tuple[str, ...] = tuple(mode.upper() for mode in get_args(BoardMode))
+#: Bits on the wire per byte (8N1: a start bit, 8 data bits, a stop bit).
+BITS_PER_BYTE = 10
 
+#: Bytes a paced link writes at a time (a UART's FIFO, roughly).
+_PACED_CHUNK = 64
 
-class BoardBackend(Protocol):
-    """Physics behind the board; every argument arrives already validated by the firmware."""
-
-    def set_dacs(self, values: dict[int, float]) -> None:
-        """Drive DAC channel -> voltage (V); channels not given keep their value."""
-
-    def read_adcs(self, channels: list[int]) -> list[float]:
-        """Return the node voltages (V) on these ADC channels, unclipped, in order."""
-
-    def set_mode(self, mode: BoardMode) -> None:
-        """Reconnect the devices for ``mode``; DACs were already set to 0 V."""
-
-    def pulse(
-        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: PulseScheme
-    ) -> None:
-        """Apply ``count`` pulses of ``amplitude`` (V, signed) and ``width`` (s) to one device.
-
-        All or nothing: a backend that raises has applied none of them (the firmware then
-        reports the entries before this one as completed).
-        """
-
-    def read_device(self, row: int, col: int, v_read: float) -> float:
-        """Return the current (A) through device (row, col) biased at ``v_read`` (V)."""
-
-    def abort(self) -> None:
-        """Return every DAC and crossbar line to 0 V and isolate the devices."""
-
-
-@dataclass(frozen=True)
-class BoardSpec:
-    """Identity and limits the emulated board reports (``*IDN?`` and ``CAP?``)."""
-
-    maker: str = "HILLAB"
-    model: str = DEFAULT_BOARD_MODEL
-    serial: str = "EMU0001"
-    firmware: str = "1.0.0"
-    n_dac: int = 16
-    dac_range: tuple[float, float] = (-1.0, 1.0)
-    n_adc: int = 16
-    adc_range: tuple[float, float] = (-1.0, 1.0)
-    adc_bits: int = 16
-    rows: int = 8
-    cols: int = 8
-    pulse_amplitude: tuple[float, float] = (-2.0, 2.0)
-    pulse_width: tuple[float, float] = (1e-8, 1e-6)
-    pulse_count: tuple[int, int] = (1, 1000)
-    read_voltage: tuple[float, float] = (-0.5, 0.5)
-    max_line: int = 4096
-
-
-class LinearBackend:
-    """Trivial physics for tests: linear ADC read-back and a stepping conductance matrix.
-
-    Parameters
-    ----------
-    spec : BoardSpec
-        Channel counts and crossbar size.
-    gain : numpy.ndarray, optional
-        Shape (n_adc, n_dac); ADC k reads ``gain[k] @ dac`` (V). Default: -0.5 on
-        ``gain[k, k % n_dac]``, zero elsewhere.
-    g_init, g_min, g_max : float
-        Initial conductance and its bounds (S).
-    g_step : float
-        Conductance change per pulse (S), up for positive and down for negative voltages.
-    v_threshold : float
-        Smallest voltage magnitude (V) across a device that moves it; half-selected devices
-        move too when they see at least this much.
-    """
-
-    def __init__(
-        self,
-        spec: BoardSpec,
-        gain: np.ndarray | None = None,
-        g_init: float = 50e-6,
-        g_min: float = 10e-6,
-        g_max: float = 100e-6,
-        g_step: float = 1e-6,
-        v_threshold: float = 0.9,
-    ) -> None:
-        if gain is None:
-            gain = np.zeros((spec.n_adc, spec.n_dac))
-            gain[np.arange(spec.n_adc), np.arange(spec.n_adc) % spec.n_dac] = -0.5
-        self.gain = np.asarray(gain, dtype=float)
-        self.dac = np.zeros(spec.n_dac)
-        self.conductance = np.full((spec.rows, spec.cols), g_init)
-        self.g_min, self.g_max, self.g_step = g_min, g_max, g_step
-        self.v_threshold = v_threshold
-        self.mode: BoardMode = "idle"
-
-    def set_dacs(self, values: dict[int, float]) -> None:
-        """Keep the DAC voltages (V) for the next ADC read."""
-        for ch, v in values.items():
-            self.dac[ch] = v
-
-    def read_adcs(self, channels: list[int]) -> list[float]:
-        """ADC k reads ``gain[k] @ dac`` (V)."""
-        return [float(v) for v in (self.gain @ self.dac)[channels]]
-
-    def set_mode(self, mode: BoardMode) -> None:
-        """Record the mode; the linear physics does not depend on it."""
-        self.mode = mode
-
-    def pulse(
-        self, row: int, col: int, amplitude: float, width: float, count: int, scheme: PulseScheme
-    ) -> None:
-        """Step every device whose voltage reaches the threshold; ``width`` is ignored."""
-        share = amplitude / 2 if scheme == "V/2" else amplitude / 3
-        seen = np.full(self.conductance.shape, 0.0 if scheme == "V/2" else -share)
-        seen[row, :] = share
-        seen[:, col] = share
-        seen[row, col] = amplitude
-        moved = np.abs(seen) >= self.v_threshold
-        self.conductance += moved * np.sign(seen) * self.g_step * count
-        np.clip(self.conductance, self.g_min, self.g_max, out=self.conductance)
-
-    def read_device(self, row: int, col: int, v_read: float) -> float:
-        """Ohm's law through device (row, col): ``G * v_read`` (A)."""
-        return float(self.conductance[row, col] * v_read)
-
-    def abort(self) -> None:
-        """DACs to 0 V, mode idle; the conductances keep their state."""
-        self.dac[:] = 0.0
-        self.mode = "idle"
-
-
-class _Reply(Exception):
-    """An ``ERR`` reply raised inside the firmware."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"ERR {code} {message}")
-
-
-@dataclass
-class PulseFault:
-    """A pulse fault armed by :meth:`BoardServer.fail_after`.
-
-    Attributes
-    ----------
-    pulses : int
-        Pulses the board still delivers before the fault.
-    code : int
-        Error code of the reply.
-    message : str
-        Message of the reply, after its ``completed=`` and ``partial=`` fields.
-    """
-
-    pulses: int
-    code: int = 110
-    message: str = "hardware fault: injected"
-
-
-_REAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INDEX = re.compile(r"\d+")
-
-
-def _real(token: str, what: str) -> float:
-    if not _REAL.fullmatch(token):
-        raise _Reply(101, f"{what} {token!r} is not a number")
-    value = float(token)
-    if not math.isfinite(value):
-        raise _Reply(101, f"{what} {token!r} is not a finite number")
-    return value
-
-
-def _index(token: str, what: str) -> int:
-    if not _INDEX.fullmatch(token):
-        raise _Reply(101, f"{what} {token!r} is not a non-negative integer")
-    return int(token)
-
-
-def _in_range(value: float, bounds: tuple[float, float], what: str, unit: str) -> None:
-    lo, hi = bounds
-    if not lo <= value <= hi:
-        u = f" {unit}" if unit else ""
-        raise _Reply(103, f"{what} {value:g}{u} out of range [{lo:g}, {hi:g}]{u}")
-
-
-def _channel(token: str, n: int, what: str) -> int:
-    index = _index(token, what)
-    if index >= n:
-        raise _Reply(104, f"{what} {index} out of range [0, {n - 1}]")
-    return index
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.10g}"
-
-
-class _Firmware:
-    """Command interpreter: board state, validation and replies; I/O-free."""
-
-    def __init__(self, spec: BoardSpec, backend: BoardBackend) -> None:
-        self.spec, self.backend = spec, backend
-        self.mode = "IDLE"
-        self.dac = [0.0] * spec.n_dac
-        #: Armed by BoardServer.fail_after; used up by the pulse command it cuts short.
-        self.pulse_fault: PulseFault | None = None
-        self.commands: dict[str, tuple[Callable[[list[str]], str], int | None, str | None]] = {
-            "*IDN?": (self._idn, 0, None),
-            "CAP?": (self._cap, 0, None),
-            "MODE?": (lambda a: self.mode, 0, None),
-            "MODE": (self._set_mode, 1, None),
-            "DAC:SET": (self._dac_set, 1, "NETWORK"),
-            "DAC?": (lambda a: ",".join(_fmt(v) for v in self.dac), 0, None),
-            "ADC:READ": (self._adc_read, 1, "NETWORK"),
-            "PULSE": (self._pulse, 6, "PROGRAMMING"),
-            "PULSE:MANY": (self._pulse_many, 3, "PROGRAMMING"),
-            "READ": (self._read, 3, "PROGRAMMING"),
-            "ABORT": (self._abort, 0, None),
-        }
-
-    def handle(self, line: str) -> str:
-        """Execute one non-empty command line and return its reply line (no terminator)."""
-        keyword, *args = line.split()
-        keyword = keyword.upper()
-        try:
-            if keyword not in self.commands:
-                raise _Reply(100, f"unknown command {keyword[:40]!r}")
-            handler, n_args, mode = self.commands[keyword]
-            if n_args is not None and len(args) != n_args:
-                raise _Reply(101, f"{keyword} expects {n_args} arguments, got {len(args)}")
-            if mode is not None and self.mode != mode:
-                raise _Reply(105, f"{keyword} needs mode {mode}, board is in {self.mode}")
-            return f"OK {handler(args)}"
-        except _Reply as reply:
-            return str(reply)
-        except Exception as exc:  # a backend fault must not kill the board
-            return f"ERR 110 hardware fault: {type(exc).__name__}: {exc}"
-
-    def _idn(self, args: list[str]) -> str:
-        s = self.spec
-        return f"{s.maker},{s.model},{s.serial},{s.firmware}"
-
-    def _cap(self, args: list[str]) -> str:
-        s = self.spec
-
-        def pair(b: tuple[float, float]) -> str:
-            return f"{b[0]:g},{b[1]:g}"
-
-        return (
-            f"DAC={s.n_dac} DAC_V={pair(s.dac_range)} ADC={s.n_adc} ADC_V={pair(s.adc_range)} "
-            f"ADC_BITS={s.adc_bits} ROWS={s.rows} COLS={s.cols} "
-            f"PULSE_V={pair(s.pulse_amplitude)} PULSE_W={pair(s.pulse_width)} "
-            f"PULSE_N={s.pulse_count[0]},{s.pulse_count[1]} READ_V={pair(s.read_voltage)} "
-            f"MAX_LINE={s.max_line}"
-        )
-
-    def _set_mode(self, args: list[str]) -> str:
-        mode = args[0].upper()
-        if mode not in MODES:
-            raise _Reply(101, f"mode {args[0]!r} is not one of {', '.join(MODES)}")
-        if mode != self.mode:
-            self.dac = [0.0] * self.spec.n_dac
-            self.backend.set_dacs(dict(enumerate(self.dac)))
-            self.backend.set_mode(mode.lower())  # type: ignore[arg-type]
-            self.mode = mode
-        return f"MODE {mode}"
-
-    def _dac_set(self, args: list[str]) -> str:
-        values: dict[int, float] = {}
-        for item in args[0].split(","):
-            ch_token, sep, v_token = item.partition(":")
-            if not sep:
-                raise _Reply(101, f"DAC entry {item!r} is not <channel>:<volts>")
-            ch = _channel(ch_token, self.spec.n_dac, "DAC channel")
-            value = _real(v_token, f"DAC channel {ch} value")
-            _in_range(value, self.spec.dac_range, f"DAC channel {ch} value", "V")
-            if ch in values:
-                raise _Reply(101, f"DAC channel {ch} appears twice")
-            values[ch] = value
-        self.backend.set_dacs(values)
-        for ch, value in values.items():
-            self.dac[ch] = value
-        return f"DAC:SET {len(values)}"
-
-    def _adc_read(self, args: list[str]) -> str:
-        channels = [_channel(t, self.spec.n_adc, "ADC channel") for t in args[0].split(",")]
-        lo, hi = self.spec.adc_range
-        lsb = (hi - lo) / (2**self.spec.adc_bits - 1)
-        values, overflow = [], []
-        for ch, v in zip(channels, self.backend.read_adcs(channels), strict=True):
-            if math.isnan(v):
-                raise _Reply(110, f"hardware fault: ADC channel {ch} gave no reading")
-            if not lo <= v <= hi:
-                overflow.append(str(ch))
-            values.append(_fmt(lo + round((min(max(v, lo), hi) - lo) / lsb) * lsb))
-        tail = f" OVR={','.join(overflow)}" if overflow else ""
-        return ",".join(values) + tail
-
-    def _device(self, row: str, col: str) -> tuple[int, int]:
-        return _channel(row, self.spec.rows, "row"), _channel(col, self.spec.cols, "column")
-
-    def _pulse_args(
-        self, amp: str, width: str, count: str, scheme: str
-    ) -> tuple[float, float, int, PulseScheme]:
-        s = self.spec
-        a, w = _real(amp, "pulse amplitude"), _real(width, "pulse width")
-        n = _index(count, "pulse count")
-        if scheme.upper() not in PULSE_SCHEMES:
-            raise _Reply(101, f"scheme {scheme!r} is not one of {', '.join(PULSE_SCHEMES)}")
-        _in_range(a, s.pulse_amplitude, "pulse amplitude", "V")
-        _in_range(w, s.pulse_width, "pulse width", "s")
-        _in_range(n, s.pulse_count, "pulse count", "")
-        return a, w, n, cast(PulseScheme, scheme.upper())
-
-    def _pulse(self, args: list[str]) -> str:
-        row, col = self._device(args[0], args[1])
-        amp, width, count, scheme = self._pulse_args(*args[2:])
-        self._deliver([(row, col, amp, width, count, scheme)])
-        return f"PULSE {row} {col} {count}"
-
-    def _pulse_many(self, args: list[str]) -> str:
-        width_token, scheme_token, entries = args
-        todo: list[tuple[int, int, float, float, int, PulseScheme]] = []
-        for item in entries.split(","):
-            parts = item.split(":")
-            if len(parts) != 4:
-                raise _Reply(101, f"pulse entry {item!r} is not <row>:<col>:<amp>:<count>")
-            row, col = self._device(parts[0], parts[1])
-            amp, width, count, scheme = self._pulse_args(
-                parts[2], width_token, parts[3], scheme_token
-            )
-            todo.append((row, col, amp, width, count, scheme))
-        self._deliver(todo)
-        return f"PULSE:MANY {len(todo)}"
-
-    def _deliver(self, todo: list[tuple[int, int, float, float, int, PulseScheme]]) -> None:
-        """Apply validated pulse entries in order. A fault part-way (an armed
-        :class:`PulseFault` running out, or the backend failing) is ``ERR <code>
-        completed=<k> partial=<p> ...``: the host learns exactly what the devices got."""
-        for k, (row, col, amp, width, count, scheme) in enumerate(todo):
-            fault = self.pulse_fault
-            n = count if fault is None else min(count, fault.pulses)
-            try:
-                if n:
-                    self.backend.pulse(row, col, amp, width, n, scheme)
-            except Exception as exc:
-                # the backend refused the entry as a whole: none of its pulses landed
-                raise _Reply(
-                    110, f"completed={k} partial=0 hardware fault: {type(exc).__name__}: {exc}"
-                ) from exc
-            if fault is not None:
-                fault.pulses -= n
-                if n < count:
-                    self.pulse_fault = None
-                    raise _Reply(fault.code, f"completed={k} partial={n} {fault.message}")
-
-    def _read(self, args: list[str]) -> str:
-        row, col = self._device(args[0], args[1])
-        v_read = _real(args[2], "read voltage")
-        _in_range(v_read, self.spec.read_voltage, "read voltage", "V")
-        return _fmt(self.backend.read_device(row, col, v_read))
-
-    def _abort(self, args: list[str]) -> str:
-        self.backend.abort()
-        self.dac = [0.0] * self.spec.n_dac
-        self.mode = "IDLE"
-        return "ABORT"
+#: Lines a version-2 board still takes unframed: a new host cannot know which version the
+#: session it inherits speaks, so negotiation must get through in either.
+_NEGOTIATION = re.compile(rb"\s*PROTO\??(?:\s.*)?", re.IGNORECASE)
 
 
 class BoardServer:
@@ -395,6 +57,21 @@ class BoardServer:
         Physics of the DACs, ADCs and crossbar; default a ``LinearBackend(spec)``.
     spec : BoardSpec, optional
         Identity and limits reported to the host; default ``BoardSpec()``.
+    baudrate : float, optional
+        Pace the link as a UART at this many baud would (10 bits a byte, each line's bytes
+        waited for before it is executed and each reply's before it is written); default as
+        fast as the pty.
+    pulse_seconds : float
+        Time one pulse takes (s); default 0 (a batch is applied at once). Above 0 a batch
+        is delivered pulse by pulse, so that a test can interrupt it with ``ABORT``.
+
+    Attributes
+    ----------
+    commands_received : int
+        Command lines received (a keepalive ``PING`` is counted in ``pings_received``).
+    pings_received : int
+    frames_refused : int
+        Lines refused with ``ERR 120`` (bad frame).
 
     Examples
     --------
@@ -402,14 +79,31 @@ class BoardServer:
     ...     port = serial.serial_for_url(server.port, baudrate=115200, timeout=1.0)
     """
 
-    def __init__(self, backend: BoardBackend | None = None, spec: BoardSpec | None = None) -> None:
+    def __init__(
+        self,
+        backend: BoardBackend | None = None,
+        spec: BoardSpec | None = None,
+        *,
+        baudrate: float | None = None,
+        pulse_seconds: float = 0.0,
+    ) -> None:
+        if baudrate is not None and baudrate <= 0:
+            raise ValueError(f"baudrate must be > 0, got {baudrate}")
         self.spec = spec or BoardSpec()
         self.backend = backend if backend is not None else LinearBackend(self.spec)
+        self.baudrate = baudrate
         self.commands_received = 0
-        self._firmware = _Firmware(self.spec, self.backend)
+        self.pings_received = 0
+        self.frames_refused = 0
+        self._firmware = Firmware(self.spec, self.backend, self._abort_waiting, self._sleep)
+        self._firmware.pulse_seconds = pulse_seconds
+        self._buffer = bytearray()  # received, not yet executed
+        self._heard_at: float | None = time.monotonic()  # None: the watchdog has tripped
         self._faults = threading.Lock()
         self._silent = False
         self._fail_next: str | None = None
+        self._corrupt_command = False
+        self._corrupt_reply = False
         self._delay: tuple[float, str | None, threading.Event] | None = None
         self._thread: threading.Thread | None = None
         self._port: str | None = None
@@ -420,6 +114,26 @@ class BoardServer:
         if self._port is None:
             raise RuntimeError("BoardServer is not started; call start() first")
         return self._port
+
+    @property
+    def protocol(self) -> int:
+        """The protocol version the board's session speaks now."""
+        return self._firmware.protocol
+
+    @property
+    def mode(self) -> str:
+        """The firmware's mode: ``IDLE``, ``NETWORK`` or ``PROGRAMMING``."""
+        return self._firmware.mode
+
+    @property
+    def watchdog_s(self) -> float:
+        """The watchdog timeout the host set (s); 0 when off."""
+        return self._firmware.watchdog_s
+
+    @property
+    def watchdog_trips(self) -> int:
+        """Times the watchdog put the board in its safe state."""
+        return self._firmware.watchdog_trips
 
     def start(self) -> BoardServer:
         """Open the pty pair and start answering; returns ``self``."""
@@ -480,6 +194,24 @@ class BoardServer:
         with self._faults:
             self._firmware.pulse_fault = PulseFault(pulses, code, message)
 
+    def corrupt_next_command(self) -> None:
+        """Flip one bit of the next command line as it arrives (line noise, host to board)."""
+        with self._faults:
+            self._corrupt_command = True
+
+    def corrupt_next_reply(self) -> None:
+        """Flip one bit of the next reply as it leaves (line noise, board to host)."""
+        with self._faults:
+            self._corrupt_reply = True
+
+    def pace_pulses(self, seconds: float) -> None:
+        """Make every pulse take ``seconds`` from now on (0: a batch lands at once), so
+        that a batch lasts long enough to be interrupted by ``ABORT``."""
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        with self._faults:
+            self._firmware.pulse_seconds = seconds
+
     def delay_next(self, seconds: float, keyword: str | None = None) -> threading.Event:
         """Execute the next command (the next one starting with ``keyword``, when given)
         at once but answer it only ``seconds`` later, as a board busy with a long pulse
@@ -504,13 +236,19 @@ class BoardServer:
 
     # -- serving --------------------------------------------------------------------------
     def _serve(self) -> None:
-        buffer, discarded = bytearray(), 0
+        buffer, discarded = self._buffer, 0
         limit = self.spec.max_line + 1  # room for a '\r'
         try:
             while True:
-                ready, _, _ = select.select([self._master, self._wake_r], [], [])
+                ready, _, _ = select.select(
+                    [self._master, self._wake_r], [], [], self._watchdog_left()
+                )
                 if self._wake_r in ready:
                     return
+                if not ready:  # the host has been silent for the watchdog's time
+                    self._firmware.trip_watchdog()
+                    self._heard_at = None  # tripped once; the next line re-arms it
+                    continue
                 try:
                     chunk = os.read(self._master, 4096)
                 except BlockingIOError:
@@ -523,27 +261,42 @@ class BoardServer:
                     length = discarded + len(line)
                     del buffer[: end + 1]
                     discarded = 0
+                    self._heard_at = time.monotonic()
+                    if not self._pace(end + 1):
+                        return
                     if length > self.spec.max_line:
-                        self._send(f"ERR 102 line too long ({length} > {self.spec.max_line} bytes)")
+                        self._send(self._too_long(length))
                     elif line.strip():
                         reply = self._answer(line)
                         if not self._wait_if_delayed(line):
                             return
                         self._send(reply)
+                    # the host waited for the board meanwhile: its silence starts now
+                    self._heard_at = time.monotonic()
                 if len(buffer) > limit:
                     discarded += len(buffer)
                     buffer.clear()
         finally:
             os.close(self._master)
 
+    def _watchdog_left(self) -> float | None:
+        """Seconds until the watchdog trips (select's timeout); None when it cannot."""
+        seconds = self._firmware.watchdog_s
+        if seconds <= 0 or self._heard_at is None:
+            return None
+        return max(0.0, self._heard_at + seconds - time.monotonic())
+
+    def _too_long(self, length: int) -> bytes:
+        text = f"ERR 102 line too long ({length} > {self.spec.max_line} bytes)"
+        # the line was dropped unread, its sequence number with it
+        return frame(UNATTRIBUTED, text) if self.protocol >= 2 else (text + "\n").encode()
+
     def _wait_if_delayed(self, line: bytes) -> bool:
         """Sit on the reply to ``line`` if :meth:`delay_next` asked for it; False when the
         server is stopped meanwhile."""
         with self._faults:
             delay = self._delay
-            if delay is None or (
-                delay[1] is not None and line.split(maxsplit=1)[0].upper() != delay[1].encode()
-            ):
+            if delay is None or (delay[1] is not None and _keyword(line) != delay[1]):
                 return True
             self._delay = None
         seconds, _, started = delay
@@ -551,26 +304,104 @@ class BoardServer:
         ready, _, _ = select.select([self._wake_r], [], [], seconds)
         return not ready
 
-    def _answer(self, line: bytes) -> str | None:
-        self.commands_received += 1
+    def _answer(self, line: bytes) -> bytes | None:
+        """The reply bytes to one non-empty line (None: no reply), framed as the line was."""
         with self._faults:
             if self._silent:
+                self.commands_received += 1
                 return None
+            corrupt, self._corrupt_command = self._corrupt_command, False
             failure, self._fail_next = self._fail_next, None
-        if failure is not None:
-            return failure
-        try:
-            text = line.decode("ascii")
-        except UnicodeDecodeError:
-            return "ERR 101 line contains non-ASCII bytes"
-        return self._firmware.handle(text)
+        if corrupt:
+            line = _flip_bit(line)
+        seq: int | None = None  # None: the line came unframed, and so goes the reply
+        if self.protocol >= 2 and not _NEGOTIATION.fullmatch(line):
+            try:
+                seq, text = unframe(line)
+            except BadFrame as bad:
+                self.commands_received += 1
+                self.frames_refused += 1
+                return frame(bad.seq, f"ERR 120 {bad}")
+        else:
+            try:
+                text = line.decode("ascii")
+            except UnicodeDecodeError:
+                self.commands_received += 1
+                return b"ERR 101 line contains non-ASCII bytes\n"
+        if _keyword(line) == "PING":
+            self.pings_received += 1
+        else:
+            self.commands_received += 1
+        reply = failure if failure is not None else self._firmware.handle(text)
+        return (reply + "\n").encode("ascii", "replace") if seq is None else frame(seq, reply)
 
-    def _send(self, reply: str | None) -> None:
-        if reply is None:
+    def _abort_waiting(self) -> bool:
+        """The firmware's look at its UART between pulses: has a valid ``ABORT`` frame
+        arrived behind the command it is executing? The lines stay queued, in order."""
+        try:
+            self._buffer += os.read(self._master, 4096)
+        except OSError:  # nothing waiting (BlockingIOError), or the host went away
+            pass
+        for line in bytes(self._buffer).split(b"\n")[:-1]:  # complete lines only
+            try:
+                unframe(line.rstrip(b"\r"))  # only a valid frame counts: noise aborts nothing
+            except BadFrame:
+                continue
+            if _keyword(line) == "ABORT":
+                return True
+        return False
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``; False (at once) when the server is being stopped."""
+        ready, _, _ = select.select([self._wake_r], [], [], seconds)
+        return not ready
+
+    def _pace(self, n_bytes: int) -> bool:
+        """Take the wire time of ``n_bytes`` at :attr:`baudrate`; False when stopped."""
+        if self.baudrate is None:
+            return True
+        return self._sleep(n_bytes * BITS_PER_BYTE / self.baudrate)
+
+    def _send(self, data: bytes | None) -> None:
+        if data is None:
             return
-        data = (reply + "\n").encode("ascii", "replace")
+        with self._faults:
+            corrupt, self._corrupt_reply = self._corrupt_reply, False
+        if corrupt:
+            data = _flip_bit(data[:-1]) + data[-1:]
+        if self.baudrate is None:
+            self._write(data)
+            return
+        for k in range(0, len(data), _PACED_CHUNK):  # streamed, as a UART sends it
+            chunk = data[k : k + _PACED_CHUNK]
+            if not self._pace(len(chunk)):
+                return
+            self._write(chunk)
+
+    def _write(self, data: bytes) -> None:
         try:
             while data:
-                data = data[os.write(self._master, data) :]
+                try:
+                    data = data[os.write(self._master, data) :]
+                except BlockingIOError:  # the pty's buffer is full: wait for the host to read
+                    _, writable, _ = select.select([], [self._master], [], 1.0)
+                    if not writable:
+                        return  # nobody is reading: the reply is lost, as on a real UART
         except OSError:
-            pass  # nobody is reading: the reply is lost, as on a real UART
+            pass  # the host end is gone
+
+
+def _keyword(line: bytes) -> str:
+    """The upper-case keyword of a command line, framed or not ('' for none)."""
+    if looks_framed(line.rstrip(b"\r")):
+        line = line.split(b" ", 1)[1].rpartition(b"*")[0]
+    words = line.split(maxsplit=1)
+    return words[0].decode("ascii", "replace").upper() if words else ""
+
+
+def _flip_bit(data: bytes) -> bytes:
+    """``data`` with one bit flipped, in the middle (so a frame keeps its shape)."""
+    if not data:
+        return data
+    k = len(data) // 2
+    return data[:k] + bytes([data[k] ^ 0x04]) + data[k + 1 :]

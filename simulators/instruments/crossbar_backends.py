@@ -357,6 +357,25 @@ class CrossbarCircuit:
             g = self.physics.read_conductances(np.array([device]))[0]
             return float(g * v_read)
 
+    def read_block(
+        self, board: str, row0: int, row1: int, col0: int, col1: int, v_read: float
+    ) -> list[float]:
+        """Currents (A) of the crosspoints of a block of ``board``'s lines (inclusive),
+        row-major: those holding a device read in one request to the physics, in that
+        order, the others 0."""
+        with self.lock:
+            devices = self._devices.get(board, {})
+            cells = [(r, c) for r in range(row0, row1 + 1) for c in range(col0, col1 + 1)]
+            found = [(k, devices[cell]) for k, cell in enumerate(cells) if cell in devices]
+            currents = [0.0] * len(cells)
+            if not found:
+                return currents
+            self._flush()
+            g = self.physics.read_conductances(np.array([d for _, d in found], dtype=np.int64))
+            for (k, _), value in zip(found, g.tolist(), strict=True):
+                currents[k] = float(value * v_read)
+            return currents
+
     def abort(self, board: str) -> None:
         """``board`` to its safe state: DACs at 0 V, idle."""
         with self.lock:
@@ -447,6 +466,10 @@ class CrossbarBoardBackend:
     def read_device(self, row: int, col: int, v_read: float) -> float:
         """Current (A) through this board's device (row, col) at ``v_read`` (V)."""
         return self.circuit.read_device(self.name, row, col, v_read)
+
+    def read_block(self, row0: int, row1: int, col0: int, col1: int, v_read: float) -> list[float]:
+        """Currents (A) of a block of this board's crosspoints, row-major."""
+        return self.circuit.read_block(self.name, row0, row1, col0, col1, v_read)
 
     def abort(self) -> None:
         """Return the board's DACs and lines to 0 V and isolate its devices."""

@@ -42,6 +42,7 @@ from simulators.instruments.smu_server import SmuServer
 #: Model each SMU driver is emulated as.
 EMULATED_SMU_MODELS: dict[SmuDriverName, str] = {
     "keithley2400": "2400",
+    "keithley2450": "2450",
     "keithley2600": "2636B",
     "keysight_b2900": "B2902A",
 }
@@ -119,7 +120,8 @@ class EmulatedLab:
         try:
             for name in config.boards:
                 spec = self.board_spec(name, wiring)
-                server = BoardServer(circuit.attach_board(name, spec.n_dac), spec).start()
+                backend = circuit.attach_board(name, spec.n_dac)
+                server = BoardServer(backend, spec, baudrate=self.board_baudrate(name)).start()
                 self.boards[name] = server
                 self.addresses[name] = server.port
             for name in config.smus:
@@ -182,7 +184,9 @@ class EmulatedLab:
         fields = {
             "model": config.instruments[name].board_model,
             "serial": cfg.serial,
-            "firmware": cfg.firmware,
+            "firmware": cfg.firmware or f"{cfg.protocol}.0.0",
+            "protocol": cfg.protocol,
+            "read_n": cfg.read_n or default.read_n,
             "n_dac": cfg.n_dac or max(dacs, default=0) + 1,
             "dac_range": cfg.dac_range or (-v_max, v_max),
             "n_adc": cfg.n_adc or max(adcs, default=0) + 1,
@@ -197,6 +201,12 @@ class EmulatedLab:
             "max_line": cfg.max_line or default.max_line,
         }
         return BoardSpec(**fields)
+
+    def board_baudrate(self, name: str) -> float | None:
+        """The line speed board ``name``'s emulated link is paced at (None: unpaced)."""
+        emulate = self.config.emulate
+        cfg = emulate.boards.get(name) if emulate else None
+        return None if cfg is None else cfg.baudrate
 
     # --- state for checkpoints -----------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:

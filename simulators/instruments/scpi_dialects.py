@@ -1,22 +1,26 @@
-"""SCPI command handling of the emulated Keithley 2400 and Keysight B2900.
+"""SCPI command handling of the emulated Keithley 2400, Keithley 2450 and Keysight B2900.
 
-The emulator understands the short command forms the drivers in :mod:`drivers` send, not
-the full SCPI tree. An unknown or malformed command goes to the error queue as on the real
-instruments (``-113,"Undefined header"`` and friends) and gets no reply.
+The emulator understands the short command forms the drivers in :mod:`drivers` send (each
+cited from its manual there), not the full SCPI tree. An unknown or malformed command goes to
+the error queue as on the real instruments (``-113,"Undefined header"`` and friends) and gets
+no reply. A query given a parameter it does not take (the B2900's compliance-trip query with
+a channel list, say) is refused with ``-108,"Parameter not allowed"``: only the measure
+queries take a channel list.
 """
 
 from __future__ import annotations
 
 import re
 
-from simulators.instruments.smu_models import NUMBER, EmulatedSmu, OutOfRange
+from hil.vocabulary import SourceMode
+from simulators.instruments.smu_models import NUMBER, DeadChannel, EmulatedSmu, OutOfRange
 
 #: SCPI boolean arguments.
 _ON_OFF = {"ON": True, "1": True, "OFF": False, "0": False}
 
 
 class ScpiDialect:
-    """SCPI command handling for the Keithley 2400 and the Keysight B2900."""
+    """SCPI command handling for the Keithley 2400 and 2450 and the Keysight B2900."""
 
     # header regex -> action; ``(?P<c>\d)`` is a channel suffix
     HEADERS_2400 = {
@@ -30,6 +34,22 @@ class ScpiDialect:
         "SENS:VOLT:PROT:TRIP": "trip_v",
         "SENS:FUNC": "accept",
         "FORM:ELEM": "elements",
+        "TRIG:COUN": "count",
+        "READ": "read",
+        "MEAS:VOLT": "meas_v",
+        "MEAS:CURR": "meas_i",
+    }
+    HEADERS_2450 = {
+        "SOUR:FUNC": "func",
+        "SOUR:VOLT(?::LEV)?": "voltage_level",
+        "SOUR:CURR(?::LEV)?": "current_level",
+        "SOUR:VOLT:ILIM": "current_limit",
+        "SOUR:CURR:VLIM": "voltage_limit",
+        "SOUR:VOLT:ILIM:TRIP": "trip_i",
+        "SOUR:CURR:VLIM:TRIP": "trip_v",
+        "OUTP": "output",
+        "SENS:FUNC": "sense",
+        "SENS:COUN": "count",
         "READ": "read",
         "MEAS:VOLT": "meas_v",
         "MEAS:CURR": "meas_i",
@@ -44,19 +64,35 @@ class ScpiDialect:
         r"OUTP(?P<c>\d)?:ON:AUTO": "auto_on",
         r"SENS(?P<c>\d)?:CURR:PROT:TRIP": "trip_i",
         r"SENS(?P<c>\d)?:VOLT:PROT:TRIP": "trip_v",
+        r"TRIG(?P<c>\d)?(?::ALL)?:COUN": "count",
         "MEAS:VOLT": "meas_v",
         "MEAS:CURR": "meas_i",
     }
-    COMMON = {r"\*IDN": "idn", r"\*RST": "rst", r"\*CLS": "cls", "SYST:ERR": "err"}
-    QUERY_ONLY = {"idn", "err", "read", "meas_v", "meas_i", "trip_i", "trip_v"}
-    COMMAND_ONLY = {"rst", "cls", "accept"}
+    COMMON = {
+        r"\*IDN": "idn",
+        r"\*RST": "rst",
+        r"\*CLS": "cls",
+        r"\*OPC": "opc",
+        "SYST:ERR": "err",
+    }
+    QUERY_ONLY = {"idn", "err", "opc", "read", "meas_v", "meas_i", "trip_i", "trip_v"}
+    COMMAND_ONLY = {"rst", "cls", "accept", "sense"}
+    #: Actions addressed to no channel (a dead channel does not stop them).
+    INSTRUMENT_WIDE = {"idn", "rst", "cls", "opc", "err", "elements"}
+    #: Queries that take a channel list ``(@n)`` (the B2900's measure queries).
+    CHANNEL_LIST = {"meas_v", "meas_i"}
 
     def __init__(self, smu: EmulatedSmu) -> None:
         self.smu = smu
-        self.is_2400 = smu.model.dialect == "2400"
-        headers = {**self.COMMON, **(self.HEADERS_2400 if self.is_2400 else self.HEADERS_B2900)}
+        self.dialect = smu.model.dialect
+        self.is_2400 = self.dialect == "2400"
+        own = {"2400": self.HEADERS_2400, "2450": self.HEADERS_2450}.get(
+            self.dialect, self.HEADERS_B2900
+        )
+        headers = {**self.COMMON, **own}
         self.headers = [(re.compile(k), v) for k, v in headers.items()]
         self.elements = ["VOLT", "CURR", "RES", "TIME", "STAT"]
+        self.sense = "CURR"  # the 2450's measure function (*RST: current)
 
     def error(self, code: int, message: str) -> None:
         """Queue an error; SCPI answers nothing to a failed command or query."""
@@ -81,18 +117,22 @@ class ScpiDialect:
         hm, action = found
         if query != (action in self.QUERY_ONLY) and action in self.QUERY_ONLY | self.COMMAND_ONLY:
             return self.error(-113, "Undefined header")
-        at = re.fullmatch(r"\(@(\d)\)", arg)
-        channel = (
-            hm.groupdict().get("c") or (at.group(1) if at else None) or self.smu.model.channels[0]
-        )
-        if at:
-            arg = ""
+        channel = hm.groupdict().get("c") or self.smu.model.channels[0]
+        if query and arg:
+            at = re.fullmatch(r"\(@(\d)\)", arg)
+            if action not in self.CHANNEL_LIST or at is None:
+                return self.error(-108, "Parameter not allowed")
+            channel, arg = at.group(1), ""
         if channel not in self.smu.channels:
             return self.error(-114, "Header suffix out of range")
+        if not query and action not in self.INSTRUMENT_WIDE and channel in self.smu.dead:
+            return self.error(-300, f"Device-specific error: channel {channel} hardware fault")
         try:
             return getattr(self, f"do_{action}", self.do_number)(action, channel, query, arg)
         except OutOfRange:
             return self.error(-222, "Parameter data out of range")
+        except DeadChannel:
+            return self.error(-300, f"Device-specific error: channel {channel} hardware fault")
         except (ValueError, KeyError):
             return self.error(-224, "Illegal parameter value")
 
@@ -100,10 +140,15 @@ class ScpiDialect:
         """``*IDN?``: the model's identity."""
         return self.smu.model.idn
 
+    def do_opc(self, action: str, channel: str, query: bool, arg: str) -> str:
+        """``*OPC?``: every command before it is done (they always are here)."""
+        return "1"
+
     def do_rst(self, action: str, channel: str, query: bool, arg: str) -> None:
         """``*RST``: every channel to its defaults, all elements read."""
         self.smu.reset()
         self.elements = ["VOLT", "CURR", "RES", "TIME", "STAT"]
+        self.sense = "CURR"
 
     def do_cls(self, action: str, channel: str, query: bool, arg: str) -> None:
         """``*CLS``: empty the error queue."""
@@ -112,7 +157,7 @@ class ScpiDialect:
     def do_err(self, action: str, channel: str, query: bool, arg: str) -> str:
         """``SYST:ERR?``: the oldest error, or 0 'No error'."""
         code, text = self.smu.errors.popleft() if self.smu.errors else (0, "No error")
-        return f'{code:+d},"{text}"' if not self.is_2400 else f'{code},"{text}"'
+        return f'{code:+d},"{text}"' if self.dialect == "b2900" else f'{code},"{text}"'
 
     def do_number(self, action: str, channel: str, query: bool, arg: str) -> str | None:
         """A numeric setting: read it back, or set it within the model's range."""
@@ -123,12 +168,21 @@ class ScpiDialect:
         self.smu.set_field(channel, action, float(arg))
         return None
 
+    def do_count(self, action: str, channel: str, query: bool, arg: str) -> str | None:
+        """``TRIG:COUN`` / ``SENS:COUN``: accepted (the emulator makes one reading)."""
+        if query:
+            return "1"
+        if not re.fullmatch(r"\+?\d+", arg) or int(arg) < 1:
+            raise ValueError(arg)
+        return None
+
     def do_func(self, action: str, channel: str, query: bool, arg: str) -> str | None:
         """``SOUR:FUNC``: source voltage or current."""
         state = self.smu.channels[channel]
         if query:
             return "VOLT" if state.source_mode == "voltage" else "CURR"
-        state.source_mode = {"VOLT": "voltage", "CURR": "current"}[arg.upper()[:4]]
+        modes: dict[str, SourceMode] = {"VOLT": "voltage", "CURR": "current"}
+        self.smu.set_mode(channel, modes[arg.upper()[:4]])
         return None
 
     def do_output(self, action: str, channel: str, query: bool, arg: str) -> str | None:
@@ -136,7 +190,7 @@ class ScpiDialect:
         state = self.smu.channels[channel]
         if query:
             return "1" if state.output_on else "0"
-        state.output_on = _ON_OFF[arg.upper()]
+        self.smu.set_output(channel, _ON_OFF[arg.upper()])
         return None
 
     def do_auto_on(self, action: str, channel: str, query: bool, arg: str) -> str | None:
@@ -144,11 +198,12 @@ class ScpiDialect:
         state = self.smu.channels[channel]
         if query:
             return "1" if state.auto_output_on else "0"
-        state.auto_output_on = _ON_OFF[arg.upper()]
+        self.smu.alive(channel).auto_output_on = _ON_OFF[arg.upper()]
         return None
 
     def do_trip_i(self, action: str, channel: str, query: bool, arg: str) -> str | None:
-        """``SENS:CURR|VOLT:PROT:TRIP?``: whether that compliance limits the channel."""
+        """``...:TRIP?``: whether that compliance limits the channel (0 for the limit of the
+        source function not selected)."""
         limited = self.smu.measure(channel)[2]
         by_voltage = self.smu.channels[channel].source_mode == "voltage"
         return "1" if limited and by_voltage == (action == "trip_i") else "0"
@@ -161,6 +216,13 @@ class ScpiDialect:
         if not all(w[:4] in ("VOLT", "CURR", "RES") for w in words):
             raise ValueError(arg)
 
+    def do_sense(self, action: str, channel: str, query: bool, arg: str) -> None:
+        """``SENS:FUNC "VOLT"`` (2450): the one function ``READ?`` measures."""
+        word = arg.strip().strip('"').upper()[:4]
+        if word not in ("VOLT", "CURR"):
+            raise ValueError(arg)
+        self.sense = word
+
     def do_elements(self, action: str, channel: str, query: bool, arg: str) -> str | None:
         """``FORM:ELEM`` (2400): the elements a reading returns, in order."""
         if query:
@@ -172,10 +234,13 @@ class ScpiDialect:
         return None
 
     def do_read(self, action: str, channel: str, query: bool, arg: str) -> str | None:
-        """``READ?`` (2400): one reading of the elements; error 803 with the output off."""
+        """``READ?``: the 2400 returns its elements (error 803 with the output off); the
+        2450 the reading of its measure function."""
+        v, i, limited = self.smu.measure(channel)
+        if self.dialect == "2450":
+            return f"{v if self.sense == 'VOLT' else i:+.6E}"
         if not self.smu.channels[channel].output_on:
             return self.error(803, "Output disabled")
-        v, i, limited = self.smu.measure(channel)
         values = {
             "VOLT": v,
             "CURR": i,
@@ -186,10 +251,14 @@ class ScpiDialect:
         return ",".join(f"{values[e]:+.6E}" for e in self.elements)
 
     def do_meas_v(self, action: str, channel: str, query: bool, arg: str) -> str | None:
-        """``MEAS:VOLT?`` / ``MEAS:CURR?``: turn the output on if need be and measure."""
+        """``MEAS:VOLT?`` / ``MEAS:CURR?``: the 2400 (and a B2900 with automatic output-on)
+        turns the output on first; the 2450 selects the function and measures as it is."""
         state = self.smu.channels[channel]
+        if self.dialect == "2450":
+            self.sense = "VOLT" if action == "meas_v" else "CURR"
+            return self.do_read(action, channel, query, arg)
         if self.is_2400 or state.auto_output_on:
-            state.output_on = True  # :MEAS? turns the output on by itself
+            self.smu.set_output(channel, True)  # :MEAS? turns the output on by itself
         if self.is_2400:
             return self.do_read(action, channel, query, arg)
         v, i, _ = self.smu.measure(channel)

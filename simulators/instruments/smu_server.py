@@ -1,8 +1,8 @@
 """Loopback TCP emulator of source-measure units, with pluggable physics and fault injection.
 
 One :class:`SmuServer` emulates one instrument model of
-:data:`~simulators.instruments.smu_models.EMULATED_MODELS`: a Keithley 2400 (SCPI), a
-Keithley 2636B (TSP) or a Keysight B2902A (SCPI). It listens on 127.0.0.1 and is reachable
+:data:`~simulators.instruments.smu_models.EMULATED_MODELS`: a Keithley 2400 or 2450 (SCPI),
+a Keithley 2636B (TSP) or a Keysight B2902A (SCPI). It listens on 127.0.0.1 and is reachable
 from pyvisa-py as ``TCPIP::127.0.0.1::<port>::SOCKET`` (see :attr:`SmuServer.address`), one
 message per line. This module is the transport only: the instrument's state lives in
 :mod:`~simulators.instruments.smu_models`, its command languages in
@@ -48,9 +48,9 @@ class _Handler(socketserver.StreamRequestHandler):
             for raw in self.rfile:
                 if quickack is not None:
                     self.connection.setsockopt(socket.IPPROTO_TCP, quickack, 1)
-                reply = self.server.owner.execute(raw.decode("ascii", "replace").strip())
-                if reply is not None:
-                    self.wfile.write(reply.encode("ascii") + b"\n")
+                replies = self.server.owner.respond(raw.decode("ascii", "replace").strip())
+                if replies:
+                    self.wfile.write(b"".join(r.encode("ascii") + b"\n" for r in replies))
         except OSError:
             pass  # connection dropped (by the client or by fault injection)
 
@@ -100,7 +100,7 @@ class SmuServer:
     ----------
     model : str
         One of :data:`~simulators.instruments.smu_models.EMULATED_MODELS`: ``'2400'``,
-        ``'2636B'`` or ``'B2902A'``.
+        ``'2450'``, ``'2636B'`` or ``'B2902A'``.
     backend : SmuBackend, optional
         Physics of the channels; defaults to ``ResistorBackend(1e3)``.
     host : str
@@ -111,7 +111,9 @@ class SmuServer:
     Notes
     -----
     Fault injection for tests: :meth:`drop_connections`, :meth:`stop_answering`,
-    :meth:`push_error` and :meth:`force_compliance`.
+    :meth:`push_error`, :meth:`force_compliance`, :meth:`answer_late` (a reply held back
+    until the next message), :meth:`send_unsolicited`, :meth:`refuse_compliance`,
+    :meth:`kill_channel` and :meth:`prompts` (TSP ``TSP>`` prompts).
     """
 
     def __init__(
@@ -131,6 +133,9 @@ class SmuServer:
         self.host, self.requested_port = host, port
         self.answering = True
         self.log: deque[str] = deque(maxlen=1000)
+        self._late = 0  # replies still to hold back, one message each
+        self._kill_after: dict[str, int] = {}  # channel -> messages before it dies
+        self._held: str | None = None  # a reply held back, sent before the next one
         self._lock = threading.Lock()
         self._clients: set[socket.socket] = set()
         self._server: _TcpServer | None = None
@@ -186,6 +191,11 @@ class SmuServer:
         """
         with self._lock:
             self.log.append(message)
+            for channel in list(self._kill_after):
+                self._kill_after[channel] -= 1
+                if self._kill_after[channel] < 0:
+                    del self._kill_after[channel]
+                    self.smu.dead.add(channel)
             if not self.answering or not message:
                 return None
             try:
@@ -194,6 +204,20 @@ class SmuServer:
                 log.exception("%s: %r failed", self.model.idn, message)
                 self.smu.errors.append((-300, f"Device-specific error: {exc}"))
                 return None
+
+    def respond(self, message: str) -> list[str]:
+        """The lines to send for one message: its reply, after any reply held back from the
+        message before (:meth:`answer_late`)."""
+        reply = self.execute(message)
+        with self._lock:
+            out = [self._held] if self._held is not None else []
+            self._held = None
+            if reply is not None and self._late > 0:
+                self._late -= 1
+                self._held, reply = reply, None
+            if reply is not None:
+                out.append(reply)
+        return out
 
     def state(self, channel: str) -> ChannelState:
         """A copy of ``channel``'s source settings."""
@@ -236,3 +260,59 @@ class SmuServer:
         """Report ``channel`` in compliance (reading clipped to the compliance) while on."""
         with self._lock:
             self.smu.channels[channel].forced_compliance = forced
+
+    def answer_late(self, count: int = 1) -> None:
+        """Answer the next ``count`` queries one message late: each reply is held back and
+        sent just before the reply to the next message (or alone, if that one has none),
+        as an instrument that answers after the client's timeout does."""
+        with self._lock:
+            self._late = count
+
+    def send_unsolicited(self, line: str) -> None:
+        """Send ``line`` to every client now, answering nothing (a stray prompt or reply)."""
+        with self._lock:
+            clients = list(self._clients)
+        for connection in clients:
+            try:
+                connection.sendall(line.encode("ascii") + b"\n")
+            except OSError:
+                pass
+
+    def refuse_compliance(self, refused: bool = True) -> None:
+        """Refuse every compliance setting from now on (error -222, the previous one kept)."""
+        with self._lock:
+            self.smu.refuse_limits = refused
+
+    def kill_channel(self, channel: str, dead: bool = True, *, after: int = 0) -> None:
+        """Make ``channel`` refuse every command (error -300) and keep its state: a channel
+        whose hardware failed, its output stuck as it is. Its state is still read back.
+
+        Parameters
+        ----------
+        channel : str
+        dead : bool
+            False revives it.
+        after : int
+            Die only after this many more messages (to kill it in the middle of a sequence,
+            a safe state say).
+        """
+        if channel not in self.smu.channels:
+            raise KeyError(f"no channel {channel!r}; channels: {list(self.smu.channels)}")
+        with self._lock:
+            self._kill_after.pop(channel, None)
+            if dead and after > 0:
+                self._kill_after[channel] = after
+            elif dead:
+                self.smu.dead.add(channel)
+            else:
+                self.smu.dead.discard(channel)
+
+    def prompts(self, on: bool = True) -> None:
+        """TSP models: answer every message with a ``TSP>`` line, as with prompts on."""
+        with self._lock:
+            self.smu.prompts = on
+
+    def switched_on(self, channel: str) -> int:
+        """How many times ``channel``'s output was switched on since the server started."""
+        with self._lock:
+            return self.smu.switched_on[channel]

@@ -3,14 +3,23 @@
 A chunk may hold several statements separated by ``;``, and ``print`` may take several
 arguments (printed tab-separated), so one line can set or read both channels of a 2600B.
 Like the instrument, the whole chunk is compiled first (a syntax error, ``-285``, runs
-nothing), then run in order; a runtime error (``-286``) stops the chunk.
+nothing), then run in order; a runtime error (``-286``) stops the chunk. ``print`` takes
+string literals too (``print("hil-sync 3")`` prints ``hil-sync 3``), and
+``localnode.prompts = 1`` makes every message answered by a ``TSP>`` line after its output,
+as the 2600B does (Reference Manual 2600BS-901-01 Rev. B p. 7-142).
 """
 
 from __future__ import annotations
 
 import re
 
-from simulators.instruments.smu_models import NUMBER, ChannelState, EmulatedSmu, OutOfRange
+from simulators.instruments.smu_models import (
+    NUMBER,
+    ChannelState,
+    DeadChannel,
+    EmulatedSmu,
+    OutOfRange,
+)
 
 
 class TspDialect:
@@ -30,7 +39,14 @@ class TspDialect:
         self.smu = smu
 
     def handle(self, message: str) -> str | None:
-        """Execute one TSP chunk; return what it prints (no terminator) or None."""
+        """Execute one TSP chunk; return what it prints (no terminator) or None, followed by
+        a ``TSP>`` prompt line while prompts are on."""
+        printed = self._run(message)
+        if not self.smu.prompts:
+            return printed
+        return "TSP>" if printed is None else f"{printed}\nTSP>"
+
+    def _run(self, message: str) -> str | None:
         text = message.strip()
         if text in ("*IDN?",):
             return self.smu.model.idn
@@ -39,6 +55,9 @@ class TspDialect:
             return None
         if text in ("errorqueue.clear()", "*CLS"):
             self.smu.errors.clear()
+            return None
+        if m := re.fullmatch(r"localnode\.prompts\s*=\s*([01])", text):
+            self.smu.prompts = m.group(1) == "1"
             return None
         # A chunk may hold several statements separated by ';'. Like the instrument, the
         # whole chunk is compiled first (a syntax error runs nothing), then run in order; a
@@ -84,17 +103,19 @@ class TspDialect:
 
     def assign(self, name: str, attribute: str, token: str) -> None:
         """Run ``smuX.source.<attribute> = <token>``."""
-        state = self.channel(name)
+        self.channel(name)
         value = self.number(token)
-        if attribute == "func":
-            state.source_mode = "voltage" if value == 1.0 else "current"
-        elif attribute == "output":
-            state.output_on = value != 0.0
-        else:
-            try:
+        try:
+            if attribute == "func":
+                self.smu.set_mode(name, "voltage" if value == 1.0 else "current")
+            elif attribute == "output":
+                self.smu.set_output(name, value != 0.0)
+            else:
                 self.smu.set_field(name, self.FIELDS[attribute], value)
-            except OutOfRange:
-                raise _TspError(-222, "Parameter data out of range") from None
+        except OutOfRange:
+            raise _TspError(-222, "Parameter data out of range") from None
+        except DeadChannel:
+            raise _TspError(-300, f"Device-specific error: {name} hardware fault") from None
 
     def evaluate(self, expression: str) -> str:
         """The text ``print`` shows for one expression."""
@@ -103,6 +124,8 @@ class TspDialect:
         if expression == "errorqueue.next()":
             code, text = self.smu.errors.popleft() if self.smu.errors else (0, "Queue Is Empty")
             return f"{code:.5e}\t{text}\t{2 if code else 0:.5e}\t{0:.5e}"
+        if m := re.fullmatch(r'"([^"\\]*)"', expression):
+            return m.group(1)
         m = self.ATTRIBUTE.fullmatch(expression)
         if m is None:
             raise _syntax_error(expression)

@@ -9,7 +9,16 @@ import pytest
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
 
-from drivers.instrument import Instrument, OneOf, Range, control, measurement, setting
+from drivers.instrument import (
+    Instrument,
+    OneOf,
+    Range,
+    control,
+    measurement,
+    parse_bool,
+    setting,
+    short,
+)
 from hil.errors import InstrumentError, SafetyError
 
 
@@ -101,6 +110,41 @@ def test_unreachable_address_is_an_instrument_error() -> None:
     with pytest.raises(InstrumentError) as info:
         box.connect()
     assert info.value.instrument == "box"
+
+
+def test_long_commands_are_quoted_short() -> None:
+    line = "smua.source.leveli = 1e-06; " * 200
+    assert short("*IDN?") == "*IDN?"
+    assert short(line) == f"{line[:160]}... ({len(line)} bytes)"
+    box = Box("TCPIP::127.0.0.1::1::SOCKET", name="box")
+    with pytest.raises(InstrumentError) as info:
+        box.write(line)  # not connected: the error quotes the line cut
+    assert info.value.command == short(line) and len(str(info.value)) < 250
+
+
+@pytest.mark.parametrize(
+    "reply, value",
+    [("1", True), ("0", False), ("ON", True), ("off", False), ("true", True)]
+    + [("1.00000e+00", True), ("0.00000e+00", False), ("+0.000000E+00", False)],
+)
+def test_on_off_replies_parse(reply: str, value: bool) -> None:
+    assert parse_bool(reply) is value
+
+
+@pytest.mark.parametrize("reply", ["+5.000000E-01", "2", "-1", "garbage", ""])
+def test_a_reading_is_not_an_on_off_reply(reply: str) -> None:
+    with pytest.raises(ValueError):
+        parse_bool(reply)
+
+
+def test_a_query_with_a_reply_owed_resynchronises_first(expect, caplog) -> None:
+    timeout = VisaIOError(constants.StatusCode.error_timeout)
+    exchanges = [IDN, (b"TEMP?\n", timeout), IDN, (b"LEV?\n", b"1.5\n")]
+    with expect(Box, exchanges) as box:
+        with pytest.raises(InstrumentError, match="timeout"):
+            _ = box.temperature
+        assert box.level == 1.5
+        assert box.resyncs == 1 and box.commands_sent == 4
 
 
 class TestTranscriptAdapter:

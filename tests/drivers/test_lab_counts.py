@@ -22,8 +22,10 @@ import yaml
 from drivers.lab_bench import LabBench
 from drivers.serial_board import PulseError
 from hil.bench import PulseRequest
+from hil.composition import build_bench
 from hil.config import RunConfig
 from hil.errors import ConfigError, InstrumentError
+from hil.events import StepFinished
 from hil.network import Network
 from hil.run import Run
 from tests.conftest import REPO
@@ -295,3 +297,86 @@ def test_ctrl_c_without_a_reply_warns_of_the_uncertain_pulses(lab, caplog):
     assert lab.safe_state().confirmed
     # the board did pulse them: this is what "uncertain" means
     assert physics_counts(lab)[IDS].tolist() == [5, 3, 4, 2, 0, 6]
+
+
+# --- board protocol version 2 on the bench ---------------------------------------------------
+def test_a_safe_state_from_another_thread_interrupts_a_long_batch_and_counts_it():
+    section = small_lab_bench_section()
+    section["instruments"]["xbar"]["timeout_s"] = 5.0  # the batch outlasts FAST
+    bench = small_lab(bench=section)
+    try:
+        server = bench.emulator.boards["xbar"]
+        server.pace_pulses(0.01)  # 30 devices x 5 pulses: a 1.5 s batch
+        ids = np.arange(0, 120, 4)
+        request = PulseRequest(ids, np.full(len(ids), 5), 1.0, 1e-6)
+        errors: list[BaseException] = []
+
+        def pulse() -> None:
+            try:
+                bench.pulse(request)
+            except PulseError as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=pulse)
+        worker.start()
+        time.sleep(0.3)
+        start = time.monotonic()
+        report = bench.safe_state()  # an emergency stop: does not wait for the batch
+        assert time.monotonic() - start < 1.0 and report.confirmed
+        worker.join(5.0)
+        (error,) = errors
+        assert "ERR 111 completed=" in error.reason and "aborted by ABORT" in error.reason
+        assert 0 < bench.pulse_counts.sum() < 150
+        np.testing.assert_array_equal(bench.pulse_counts, physics_counts(bench))
+        assert bench.emulator.is_safe()
+    finally:
+        bench.close()
+
+
+def test_training_with_idle_gaps_never_trips_the_watchdog(tmp_path: Path):
+    raw = yaml.safe_load(yaml.safe_dump(lab_run_config(1).model_dump(mode="json")))
+    raw["bench"]["instruments"]["xbar"]["watchdog_s"] = 0.2
+    config = RunConfig.model_validate(raw)
+    bench = build_bench(config)
+    slept = []
+
+    def computing_elsewhere(event: object) -> None:  # e.g. an evaluation on the SMUs only
+        if isinstance(event, StepFinished) and len(slept) < 2:
+            slept.append(event)
+            time.sleep(0.6)  # three watchdog timeouts without a board command
+
+    try:
+        result = Run(
+            config, tmp_path / "run", bench=bench, listeners=[computing_elsewhere]
+        ).execute()
+        assert result.history and len(slept) == 2
+        server = bench.emulator.boards["xbar"]
+        assert server.watchdog_s == 0.2 and server.watchdog_trips == 0
+        assert server.pings_received > 0
+    finally:
+        bench.close()
+    assert server.watchdog_trips == 0
+
+
+def test_bulk_reads_give_a_version_1_boards_conductances_in_few_commands():
+    v1 = small_lab_bench_section()
+    v1["emulate"]["boards"]["xbar"]["protocol"] = 1
+    old, new = small_lab(bench=v1), small_lab()
+    try:
+        assert (old.boards["xbar"].protocol, new.boards["xbar"].protocol) == (1, 2)
+        counts = []
+        for lab in (old, new):
+            lab.read_conductances(IDS[:1])  # modes settled
+            sent = lab.commands_sent
+            g = lab.read_conductances()
+            counts.append(lab.commands_sent - sent)
+            lab.g = g  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(new.g, old.g)  # type: ignore[attr-defined]
+        n = old.network.n_devices
+        assert counts[0] == n + 2  # MODE PROGRAMMING, one READ each, MODE NETWORK
+        assert counts[1] <= 2 + len(old.network.tiles)  # one block a tile here
+        ids = np.array([133, 0, 75, 0, 40])
+        np.testing.assert_array_equal(new.read_conductances(ids), old.read_conductances(ids))
+    finally:
+        old.close()
+        new.close()

@@ -7,6 +7,7 @@ from typing import get_args
 import pytest
 
 from drivers import Keithley2400, Keithley2600, KeysightB2900, SerialBoard, Smu
+from drivers.keithley2450 import Keithley2450
 from drivers.registry import BOARD_DRIVER_CLASSES, SMU_DRIVER_CLASSES, board_driver, smu_driver
 from hil.vocabulary import BOARD_DRIVERS, SMU_DRIVERS, SourceMode
 
@@ -18,6 +19,7 @@ def test_registry_keys_are_the_vocabulary_driver_names() -> None:
 
 def test_each_name_maps_to_its_driver_class() -> None:
     assert smu_driver("keithley2400") is Keithley2400
+    assert smu_driver("keithley2450") is Keithley2450
     assert smu_driver("keithley2600") is Keithley2600
     assert smu_driver("keysight_b2900") is KeysightB2900
     assert board_driver("serial_board") is SerialBoard

@@ -212,7 +212,7 @@ def test_bulk_commands_are_atomic(raw: Callable[[bytes], str]) -> None:
 def test_empty_lines_are_ignored_and_long_lines_refused(
     server: BoardServer, raw: Callable[[bytes], str]
 ) -> None:
-    assert raw(b"\n \r\n\r\n*IDN?\r") == "OK HILLAB,XBAR-8x8,EMU0001,1.0.0"
+    assert raw(b"\n \r\n\r\n*IDN?\r") == f"OK HILLAB,XBAR-8x8,EMU0001,{SPEC.firmware}"
     too_long = SPEC.max_line + 904
     assert raw(b"A" * too_long) == f"ERR 102 line too long ({too_long} > {SPEC.max_line} bytes)"
     assert raw(b"\x00\x07garbage;;;").startswith("ERR 100 ")
