@@ -54,10 +54,11 @@ from hil.bench import (
     PulseReport,
     PulseRequest,
     SafeStateReport,
+    check_device_ids,
     check_settle_args,
 )
 from hil.config.lab import InstrumentConfig, LabBenchConfig, Wiring
-from hil.errors import ConfigError, InstrumentError, SafetyError
+from hil.errors import ConfigError, InstrumentError
 from hil.network import Network
 
 from .keithley2600 import Keithley2600
@@ -654,9 +655,7 @@ class LabBench:
         :meth:`SerialBoard.read_devices`.
         """
         n = self.network.n_devices
-        ids = np.arange(n) if device_ids is None else np.asarray(device_ids, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= n):
-            raise SafetyError(f"device ids must be in [0, {n})")
+        ids = np.arange(n) if device_ids is None else check_device_ids(device_ids, n)
         boards, rows, cols = self.wiring.device_lines
         on_board = np.asarray(boards)[ids]
         v_read = self.config.read_voltage

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.bench import Bench, Measurement
-from hil.blas import DEFAULT_BLAS_THREADS, blas_threads
+from hil.numerics import DEFAULT_BLAS_THREADS, blas_threads
 from hil.errors import ConfigError
 from hil.network import Network
 from hil.vocabulary import VARIANTS, Variant
@@ -79,7 +79,7 @@ class EqProp:
         Reference conductance (S); the network's ``g_max`` by default.
     blas_threads : int or None
         Threads BLAS may use during :meth:`estimate` (settles and gradient); None leaves
-        BLAS as it is. One by default: the products are small (see :mod:`hil.blas`).
+        BLAS as it is. One by default: the products are small (see :mod:`hil.numerics`).
     """
 
     def __init__(

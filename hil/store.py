@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +96,40 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_by_run ON events (run_id, id);
     """,
+    # 2: sweeps (hil.sweep): one row per sweep, one per cell; each cell's run is in `runs`
+    """
+    CREATE TABLE sweeps (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        error TEXT
+    );
+    CREATE TABLE sweep_cells (
+        sweep_id TEXT NOT NULL REFERENCES sweeps (id),
+        cell INTEGER NOT NULL,
+        params TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        test_accuracy REAL,
+        seconds REAL,
+        worker TEXT,
+        error TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (sweep_id, cell)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+SweepStatus = Literal["queued", "running", "finished", "failed", "interrupted"]
+SWEEP_STATUSES: tuple[SweepStatus, ...] = get_args(SweepStatus)
+CellStatus = Literal["pending", "running", "finished", "failed"]
+CELL_STATUSES: tuple[CellStatus, ...] = get_args(CellStatus)
 
 
 @dataclass(frozen=True)
@@ -134,6 +166,79 @@ class RunRecord:
     def as_dict(self) -> dict[str, Any]:
         """The record without its config (listings)."""
         return {k: v for k, v in self.__dict__.items() if k != "config"}
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """One row of the ``sweeps`` table (see :mod:`hil.sweep`).
+
+    Attributes
+    ----------
+    id : str
+        The sweep id; its cells' runs are ``ID-cNNN``.
+    spec : dict
+        What the sweep runs: ``{"config": base config mapping, "grid": [[field, [values]],
+        ...], "seeds": [...]}``; a resume plans its cells from it again.
+    status : SweepStatus
+    created_at, started_at, ended_at : float or None
+        Unix times (s).
+    error : str or None
+    """
+
+    id: str
+    name: str
+    spec: dict[str, Any]
+    status: SweepStatus
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record without its spec (listings)."""
+        return {k: v for k, v in self.__dict__.items() if k != "spec"}
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """One row of the ``sweep_cells`` table: a cell of a sweep and its outcome.
+
+    Attributes
+    ----------
+    cell : int
+        Its index in the sweep's grid order (grid fields in order, seeds innermost).
+    params : dict
+        The grid values of the cell (``{"training.beta": 0.5, ...}``), without the seed.
+    seed : int
+        Its ``training.seed``.
+    run_id : str
+        Its run in the ``runs`` table (recorded when the cell's result came back).
+    status : CellStatus
+    test_accuracy : float or None
+        After the last epoch (None until finished).
+    seconds : float or None
+        Training time on the worker (s).
+    worker : str or None
+        The Dask worker that trained it.
+    error : str or None
+        Why it failed.
+    """
+
+    sweep_id: str
+    cell: int
+    params: dict[str, Any]
+    seed: int
+    run_id: str
+    status: CellStatus
+    test_accuracy: float | None
+    seconds: float | None
+    worker: str | None
+    error: str | None
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return dict(self.__dict__)
 
 
 class RunStore:
@@ -448,6 +553,233 @@ class RunStore:
             {"id": r["id"], "kind": r["kind"], "data": json.loads(r["data"]), "created_at": r[3]}
             for r in rows
         ]
+
+    # --- sweeps ---------------------------------------------------------------------------
+    def sweep_lock(self, sweep_id: str) -> ExclusiveLock:
+        """The lock held by the client running a sweep (not yet acquired)."""
+        return ExclusiveLock(self.root / LOCKS / f"sweep-{sweep_id}.lock", f"sweep {sweep_id}")
+
+    def new_sweep_id(self, name: str) -> str:
+        """A fresh id ``NAME-sweep-YYYYmmdd-HHMMSS`` (plus ``-2``, ``-3``... if taken)."""
+        base = f"{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        sweep_id, n = base, 1
+        while self.find_sweep(sweep_id) is not None:
+            n += 1
+            sweep_id = f"{base}-{n}"
+        return sweep_id
+
+    def create_sweep(
+        self,
+        sweep_id: str,
+        name: str,
+        spec: dict[str, Any],
+        cells: list[tuple[int, dict[str, Any], int, str]],
+    ) -> SweepRecord:
+        """Insert a ``queued`` sweep and its cells ``(cell, params, seed, run_id)``, all
+        ``pending``, in one transaction."""
+        now = time.time()
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM sweeps WHERE id = ?", (sweep_id,)).fetchone():
+                raise ConfigError(
+                    f"a sweep {sweep_id!r} exists already in {self.root}: continue it with "
+                    f"--resume {sweep_id}"
+                )
+            db.execute(
+                "INSERT INTO sweeps (id, name, spec, status, created_at) "
+                "VALUES (?, ?, ?, 'queued', ?)",
+                (sweep_id, name, json.dumps(spec), now),
+            )
+            db.executemany(
+                "INSERT INTO sweep_cells (sweep_id, cell, params, seed, run_id, status, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                [(sweep_id, c, json.dumps(p), s, r, now) for c, p, s, r in cells],
+            )
+        return self.get_sweep(sweep_id)
+
+    def find_sweep(self, sweep_id: str) -> SweepRecord | None:
+        """The sweep of that id, or None."""
+        with self._lock:
+            row = self.db.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            return None
+        values = dict(row)
+        values["spec"] = json.loads(values["spec"])
+        return SweepRecord(**values)
+
+    def get_sweep(self, sweep_id: str) -> SweepRecord:
+        """The sweep of that id; ConfigError naming the id if there is none."""
+        record = self.find_sweep(sweep_id)
+        if record is None:
+            raise ConfigError(f"no sweep {sweep_id!r} in the run store {self.root}")
+        return record
+
+    def list_sweeps(self, limit: int = 50, offset: int = 0) -> list[SweepRecord]:
+        """Sweeps, newest first."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT id FROM sweeps ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+        return [self.get_sweep(r[0]) for r in rows]
+
+    def set_sweep_status(
+        self, sweep_id: str, status: SweepStatus, error: str | None = None
+    ) -> None:
+        """Change a sweep's status (``running`` stamps ``started_at``, the others
+        ``ended_at``)."""
+        now = time.time()
+        with self._write() as db:
+            if status == "running":
+                db.execute(
+                    "UPDATE sweeps SET status = ?, started_at = ?, ended_at = NULL, "
+                    "error = NULL WHERE id = ?",
+                    (status, now, sweep_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE sweeps SET status = ?, ended_at = ?, error = ? WHERE id = ?",
+                    (status, now, error, sweep_id),
+                )
+
+    def sweep_cells(self, sweep_id: str) -> list[CellRecord]:
+        """The cells of a sweep, in order."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT * FROM sweep_cells WHERE sweep_id = ? ORDER BY cell", (sweep_id,)
+            ).fetchall()
+        cells = []
+        for row in rows:
+            values = dict(row)
+            values["params"] = json.loads(values["params"])
+            cells.append(CellRecord(**values))
+        return cells
+
+    def set_cells_status(self, sweep_id: str, cells: list[int], status: CellStatus) -> None:
+        """Mark cells ``pending`` or ``running`` (finished and failed cells are written by
+        :meth:`record_cell`, and are left alone here)."""
+        with self._write() as db:
+            db.executemany(
+                "UPDATE sweep_cells SET status = ?, updated_at = ? "
+                "WHERE sweep_id = ? AND cell = ? AND status IN ('pending', 'running')",
+                [(status, time.time(), sweep_id, c) for c in cells],
+            )
+
+    def record_cell(
+        self,
+        sweep_id: str,
+        cell: int,
+        *,
+        config: dict[str, Any],
+        bench_kind: str,
+        seed: int,
+        status: Literal["finished", "failed"],
+        history: Sequence[EpochMetrics] = (),
+        pulse_counts: np.ndarray | None = None,
+        seconds: float | None = None,
+        worker: str | None = None,
+        error: str | None = None,
+        git_revision: str | None = None,
+    ) -> CellRecord:
+        """Record the outcome of a sweep cell and its run, in one transaction.
+
+        The cell's run (``run_id`` of the cell row) is created if missing, or rewritten
+        where an earlier attempt left it (an interrupted or failed cell run again): epochs
+        are keyed by number and the pulse counts replaced, so nothing is counted twice.
+        """
+        now = time.time()
+        last = history[-1] if history else None
+        with self._write() as db:
+            row = db.execute(
+                "SELECT run_id FROM sweep_cells WHERE sweep_id = ? AND cell = ?",
+                (sweep_id, cell),
+            ).fetchone()
+            if row is None:
+                raise ConfigError(f"sweep {sweep_id!r} has no cell {cell}")
+            run_id = str(row[0])
+            self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+            db.execute(
+                "INSERT OR IGNORE INTO runs (id, name, config, bench_kind, status, seed, "
+                "git_revision, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (
+                    run_id,
+                    str(config.get("name", "run")),
+                    json.dumps(config),
+                    bench_kind,
+                    seed,
+                    git_revision,
+                    now,
+                ),
+            )
+            started = now - seconds if seconds is not None else now
+            db.execute(
+                "UPDATE runs SET config = ?, status = ?, started_at = ?, ended_at = ?, "
+                "epochs_done = ?, error = ? WHERE id = ?",
+                (json.dumps(config), status, started, now, len(history), error, run_id),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, epoch, record) VALUES (?, ?, ?)",
+                [(run_id, m.epoch, json.dumps(m.as_dict())) for m in history],
+            )
+            if pulse_counts is not None:
+                db.execute("DELETE FROM pulse_counts WHERE run_id = ?", (run_id,))
+                db.executemany(
+                    "INSERT INTO pulse_counts VALUES (?, ?, ?)",
+                    [(run_id, d, int(c)) for d, c in enumerate(np.asarray(pulse_counts).ravel())],
+                )
+            db.execute(
+                "INSERT INTO events (run_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
+                (
+                    run_id,
+                    "ended",
+                    json.dumps(
+                        {
+                            "status": status,
+                            "epochs_done": len(history),
+                            "error": error,
+                            "sweep": sweep_id,
+                            "cell": cell,
+                            "worker": worker,
+                        }
+                    ),
+                    now,
+                ),
+            )
+            db.execute(
+                "UPDATE sweep_cells SET status = ?, test_accuracy = ?, seconds = ?, worker = ?, "
+                "error = ?, updated_at = ? WHERE sweep_id = ? AND cell = ?",
+                (
+                    status,
+                    None if last is None else last.test_accuracy,
+                    seconds,
+                    worker,
+                    error,
+                    now,
+                    sweep_id,
+                    cell,
+                ),
+            )
+        return next(c for c in self.sweep_cells(sweep_id) if c.cell == cell)
+
+    def mark_orphan_sweeps(self) -> list[str]:
+        """``running`` sweeps whose client died (nobody holds their lock) become
+        ``interrupted``, their running cells ``pending``; returns their ids."""
+        with self._lock:
+            rows = self.db.execute("SELECT id FROM sweeps WHERE status = 'running'").fetchall()
+        orphans = []
+        for (sweep_id,) in rows:
+            lock = self.sweep_lock(sweep_id)
+            try:
+                lock.acquire()
+            except InUseError:  # held: its client is alive
+                continue
+            try:
+                running = [c.cell for c in self.sweep_cells(sweep_id) if c.status == "running"]
+                self.set_cells_status(sweep_id, running, "pending")
+                self.set_sweep_status(sweep_id, "interrupted", "its client ended without a goodbye")
+                orphans.append(sweep_id)
+            finally:
+                lock.release()
+        return orphans
 
 
 def default_data_dir() -> Path:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.blas import DEFAULT_BLAS_THREADS, blas_threads
+from hil.numerics import DEFAULT_BLAS_THREADS, blas_threads
 from hil.errors import ConvergenceError
 from simulators.circuit import Circuit, EnergyTerms, clamp_diodes
 
@@ -103,7 +103,7 @@ class NativeSolver:
         :class:`~hil.errors.ConvergenceError` naming the samples that did not settle.
     blas_threads : int or None
         Threads BLAS may use during a solve (None: as the process has it). One by default:
-        a training batch's products are far too small to share (:mod:`hil.blas`).
+        a training batch's products are far too small to share (:mod:`hil.numerics`).
 
     Notes
     -----

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hil.errors import ConfigError
+from hil.numerics import select
 from simulators.devices.analytic import ConstantStepModel
 from simulators.devices.base import DeviceModel
 from simulators.devices.presets import model_from_dict
@@ -142,6 +143,7 @@ class DeviceArray:
         imbalance = var.updown_d2d * rng.standard_normal(n)
         self._scale_up = scale * np.maximum(1.0 + imbalance, 0.0)
         self._scale_down = scale * np.maximum(1.0 - imbalance, 0.0)
+        self._scales_equal = bool(np.array_equal(self._scale_up, self._scale_down))
         self._lo = g_min * np.exp(var.bounds_d2d * rng.standard_normal(n))
         hi = g_max * np.exp(var.bounds_d2d * rng.standard_normal(n))
         self._hi = np.maximum(hi, self._lo + 0.01 * (g_max - g_min))
@@ -477,7 +479,11 @@ class DeviceArray:
         dev = idx[chosen]
         direction = sign[chosen]
         count = n_pulses[chosen]
-        scale = np.where(direction > 0, self._scale_up[dev], self._scale_down[dev])
+        # directions are as unpredictable as a gradient's signs: no branch per element
+        if self._same_scales():
+            scale = self._scale_up[dev]
+        else:
+            scale = select(direction > 0, self._scale_up[dev], self._scale_down[dev])
         if gain.strides == (0,):  # one gain for all (a scalar pulse): the same products
             scale *= gain[0]
         else:
@@ -486,8 +492,13 @@ class DeviceArray:
         active = np.searchsorted(-count, -np.arange(count[0]), side="left")
         model = self._model
         if type(model) is ConstantStepModel and model.variability.c2c == 0.0:
-            # The step neither depends on G nor is random: the same product every pulse.
-            increment = scale * model.mean_step(g, direction, lo, hi)
+            # The step neither depends on G nor is random: the same product every pulse
+            # (the values of mean_step: +step_up or -step_down by direction).
+            if model.step_up == model.step_down:
+                step = direction * float(model.step_up)
+            else:
+                step = select(direction > 0, model.step_up, -model.step_down)
+            increment = scale * step
             for m in active:
                 np.add(g[:m], increment[:m], out=g[:m])
                 np.clip(g[:m], lo[:m], hi[:m], out=g[:m])
@@ -498,6 +509,11 @@ class DeviceArray:
                 np.clip(moved, lo[:m], hi[:m], out=g[:m])
         self._g[dev] = g
         return effective
+
+    def _same_scales(self) -> bool:
+        """Whether every device steps up and down by the same scale (no up/down spread);
+        noted where the scales are set (the draw, a loaded state), never written between."""
+        return self._scales_equal
 
     def _gain(
         self, amplitude_v: float | np.ndarray, width_s: float | np.ndarray, size: int, name: str
@@ -578,6 +594,7 @@ class DeviceArray:
         self._rng_read.bit_generator.state = state["rng_read"]
         for name, value in arrays.items():
             setattr(self, f"_{name}", value)
+        self._scales_equal = bool(np.array_equal(self._scale_up, self._scale_down))
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> DeviceArray:

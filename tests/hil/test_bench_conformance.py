@@ -168,3 +168,12 @@ def test_safe_state_on_error(bench, observe_safe):
     report = bench.safe_state()  # idempotent, and says what it confirmed
     assert isinstance(report, SafeStateReport) and report.confirmed, report.unconfirmed
     assert observe_safe(bench)
+
+
+def test_float_device_ids_are_refused_by_every_bench(bench):
+    before = bench.read_conductances()
+    with pytest.raises(SafetyError, match="integers"):
+        bench.read_conductances(np.array([1.7]))
+    with pytest.raises(SafetyError, match="integers"):
+        bench.pulse(PulseRequest(np.array([1.0]), np.array([1]), 1.0, 1e-6))
+    np.testing.assert_array_equal(bench.read_conductances(), before)

@@ -1,5 +1,10 @@
-"""How many threads BLAS may use for the small products of training.
+"""Numerical helpers of the hot paths: BLAS threads for small products, a branch-free select.
 
+Both change no result, only the time: the first limits the threads BLAS splits a product
+among, the second is ``np.where`` bit for bit.
+
+BLAS threads
+------------
 A training step at the founding paper's size (1568-100-10, batch 4) multiplies matrices of a
 few MFLOP: ``(4, 1570) @ (1570, 100)`` to drive the hidden layer, ``(1570, 10) @ (10, 100)``
 for the gradient. OpenBLAS splits products above ~0.26 MFLOP among its threads, and on a
@@ -12,6 +17,14 @@ among its threads, not the sums).
 The thread count of OpenBLAS is one setting for the whole process, so nested and concurrent
 uses share one limit: the first to enter sets it, the last to leave restores what was there
 before. Threads that use BLAS for something else meanwhile get the limit too.
+
+Selecting without branches
+--------------------------
+``np.where`` (and ufuncs with ``where=``, boolean-mask indexing, ``nonzero`` of a non-bool
+array) take a branch per element; on a mask as unpredictable as the signs of a gradient
+each branch mispredicts about half the time: ``np.where(up, a, b)`` over 159,040 devices
+takes 0.6 ms where an arithmetic pass takes 0.04 ms. :func:`select` picks the same bits
+with integer masks instead (0.16 ms).
 """
 
 from __future__ import annotations
@@ -21,6 +34,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
+
+import numpy as np
 
 #: Threads the native solver and the EqProp estimator give BLAS (None: leave it alone).
 DEFAULT_BLAS_THREADS = 1
@@ -71,3 +86,29 @@ def blas_info() -> list[dict[str, Any]]:
     return [
         {k: info.get(k) for k in keys} for info in threadpool_info() if info["user_api"] == "blas"
     ]
+
+
+def select(condition: np.ndarray, if_true: object, if_false: object) -> np.ndarray:
+    """``np.where(condition, if_true, if_false)`` for float64 values, bit for bit, branch-free.
+
+    Parameters
+    ----------
+    condition : ndarray of bool, shape (n,)
+    if_true, if_false : float or ndarray of float, shape (n,)
+        Values (any units) where the condition holds / does not.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+        The chosen values: the same bits as ``np.where`` (NaN, infinities and signed zeros
+        included).
+    """
+    mask = np.asarray(condition, dtype=bool).astype(np.int64)
+    np.negative(mask, out=mask)  # all 64 bits set where the condition holds
+    yes = np.asarray(if_true, dtype=np.float64).view(np.int64)
+    no = np.asarray(if_false, dtype=np.float64).view(np.int64)
+    out = np.bitwise_and(yes, mask)
+    np.invert(mask, out=mask)
+    np.bitwise_and(no, mask, out=mask)
+    out |= mask
+    return out.view(np.float64)
