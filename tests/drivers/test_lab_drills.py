@@ -7,9 +7,11 @@ addresses), so what the emulators report afterwards is what the instruments woul
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -22,11 +24,12 @@ from tests.labs import quick_emulated_lab
 from tests.processes import HIL, wait_until
 
 
-@pytest.fixture
-def bench_file(tmp_path):
-    """Emulators for a small emulated-lab.yaml, and a physical-bench config pointing at them."""
-    raw = quick_emulated_lab(epochs=200)
-    source = tmp_path / "emulated.yaml"
+def emulated_bench(folder: Path, epochs: int) -> tuple[Path, EmulatedLab]:
+    """Emulators for a small emulated-lab.yaml, and a physical-bench config at their
+    addresses (written to ``folder/lab.yaml``)."""
+    raw = quick_emulated_lab(epochs=epochs)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "emulated.yaml"
     source.write_text(yaml.safe_dump(raw))
     config = load_config(source)
     physics = build_simulated_bench(
@@ -44,8 +47,14 @@ def bench_file(tmp_path):
     }
     for name, address in lab.addresses.items():
         bench["instruments"][name]["address"] = address
-    path = tmp_path / "lab.yaml"
+    path = folder / "lab.yaml"
     path.write_text(yaml.safe_dump(raw))
+    return path, lab
+
+
+@pytest.fixture
+def bench_file(tmp_path):
+    path, lab = emulated_bench(tmp_path, epochs=200)
     try:
         yield path, lab
     finally:
@@ -90,3 +99,41 @@ def test_sigterm_leaves_every_output_off_and_a_second_process_touches_nothing(be
     assert first.returncode == 143, err
     assert "interrupted by SIGTERM: bench left in its safe state" in err
     assert lab.is_safe()  # the emulators confirm: every output off, DACs at 0 V, board idle
+
+
+def test_the_first_process_finishes_with_the_readings_of_an_undisturbed_run(tmp_path):
+    """While a second process is refused, the first trains exactly as it would alone."""
+    alone_path, alone = emulated_bench(tmp_path / "alone", epochs=20)
+    shared_path, shared = emulated_bench(tmp_path / "shared", epochs=20)
+    try:
+        undisturbed = subprocess.run(
+            [HIL, "train", str(alone_path), "--out", str(tmp_path / "u" / "run"), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert undisturbed.returncode == 0, undisturbed.stderr
+        first = subprocess.Popen(
+            [HIL, "train", str(shared_path), "--out", str(tmp_path / "a" / "run"), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until(lambda: smus_live(shared), what="the first process to arm the SMUs")
+        second = subprocess.run(
+            [HIL, "train", str(shared_path), "--out", str(tmp_path / "b" / "run")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert first.poll() is None, "the first run ended before the second tried"
+        assert second.returncode == 1 and "is in use by PID" in second.stderr
+        out, err = first.communicate(timeout=300)
+    finally:
+        alone.stop()
+        shared.stop()
+    assert first.returncode == 0, err
+    got = json.loads(out.splitlines()[-1])
+    want = json.loads(undisturbed.stdout.splitlines()[-1])
+    for key in ("test_accuracy", "train_accuracy", "test_loss", "pulses"):
+        assert got[key] == want[key], key
