@@ -94,6 +94,8 @@ def configure(args: argparse.Namespace) -> RunConfig:
         raw["network"]["diode"]["model"] = args.diode
     if args.device is not None:
         raw["bench"]["device"] = {"preset": args.device}
+        if args.device != "ideal":
+            raw["bench"]["n_states"] = None  # the ideal device's only
     if args.batch_size is not None:
         raw["training"]["batch_size"] = args.batch_size
     return RunConfig.model_validate(raw)

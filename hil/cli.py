@@ -25,6 +25,7 @@ from hil.store import DATA_DIR_ENV, RUN_STATUSES
 
 if TYPE_CHECKING:
     from hil.store import RunStore
+    from hil.sweep import SweepSpec
 
 log = logging.getLogger("hil")
 
@@ -172,6 +173,146 @@ def _by(interrupt: KeyboardInterrupt) -> str:
     return f" by {interrupt}" if str(interrupt) else ""
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """``hil sweep CONFIG|SWEEP_FILE --grid ... --seeds ...``, ``hil sweep --resume ID`` and
+    ``hil sweep show ID``; exit status 1 when a cell failed."""
+    from hil.store import RunStore
+    from hil.sweep import SweepBar, SweepRunner, create_sweep, sweep_summary
+
+    target = list(args.target)
+    if target[:1] == ["show"]:
+        if len(target) != 2:
+            raise ConfigError("hil sweep show needs one SWEEP_ID")
+        with RunStore.open(args.data_dir) as store:
+            return _sweep_show(store, target[1], args.to, args.json)
+    if args.resume is not None:
+        if target or args.grid or args.seeds:
+            raise ConfigError("hil sweep --resume ID takes no CONFIG, --grid or --seeds")
+    elif len(target) != 1:
+        raise ConfigError("hil sweep needs one CONFIG or sweep file (or --resume ID)")
+    if not args.verbose:  # Dask logs every worker's start and stop at INFO
+        try:
+            import distributed  # noqa: F401  (importing it sets its loggers' levels)
+        except ImportError:
+            pass  # dask_client says which extra is missing
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    store = RunStore.open(args.data_dir)
+    try:
+        if args.resume is not None:
+            sweep_id = store.get_sweep(args.resume).id
+        else:
+            sweep_id = create_sweep(store, _sweep_spec(target[0], args.grid, args.seeds))
+        listeners = [] if args.quiet else [SweepBar()]
+        runner = SweepRunner(
+            store,
+            sweep_id,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            listeners=listeners,
+            retries=args.retries,
+        )
+        try:
+            runner.execute()
+        except KeyboardInterrupt as exc:
+            print(
+                f"\ninterrupted{_by(exc)}: finished cells are recorded; continue with "
+                f"`hil sweep --resume {sweep_id}`",
+                file=sys.stderr,
+            )
+            return exit_status(exc)
+        summary = sweep_summary(store, sweep_id)
+    finally:
+        store.close()
+    failed = [c for c in summary["cells"] if c["status"] != "finished"]
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        done = len(summary["cells"]) - len(failed)
+        print(
+            f"sweep {sweep_id}: {done}/{len(summary['cells'])} cells finished "
+            f"({runner.submitted} run now); see `hil sweep show {sweep_id}`"
+        )
+    return 1 if failed else 0
+
+
+def _sweep_spec(ref: str, grid: list[str], seeds: str | None) -> SweepSpec:
+    """The sweep a CONFIG (or a sweep file) and the flags describe."""
+    import yaml
+
+    from hil.config.loading import find_config
+    from hil.sweep import (
+        SweepSpec,
+        base_config,
+        is_sweep_file,
+        load_sweep_file,
+        parse_grid,
+        parse_seeds,
+    )
+
+    path = find_config(ref)
+    try:
+        head = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        head = None  # base_config reports what is wrong with it
+    if is_sweep_file(head):
+        config, axes, file_seeds = load_sweep_file(path)
+    else:
+        config, axes, file_seeds = base_config(path), [], None
+    flagged = [parse_grid(g) for g in grid]
+    by_field = {a.field: a for a in axes}
+    by_field.update({a.field: a for a in flagged})  # a flag replaces the file's values
+    if seeds is not None:
+        chosen = parse_seeds(seeds)
+    elif file_seeds is not None:
+        chosen = file_seeds
+    else:
+        chosen = (int((config.get("training") or {}).get("seed", 0)),)
+    return SweepSpec(config, tuple(by_field.values()), chosen)
+
+
+def _sweep_show(store: RunStore, sweep_id: str, to: Path, as_json: bool) -> int:
+    """A table of every setting (mean and spread over seeds) and a PNG per swept field."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hil.sweep_report import plot_sweep, settings
+
+    record = store.get_sweep(sweep_id)
+    fields = [str(f) for f, _ in record.spec["grid"]]
+    rows = settings(store.sweep_cells(sweep_id))
+    paths: list[Path] = []
+    try:
+        to.mkdir(parents=True, exist_ok=True)
+        paths = plot_sweep(rows, fields, to, sweep_id)
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'hil-eqprop[plots]'): no PNG")
+    if as_json:
+        shown = {
+            "sweep_id": sweep_id,
+            "status": record.status,
+            "settings": [r.as_dict() for r in rows],
+            "plots": [str(p) for p in paths],
+        }
+        print(json.dumps(shown))
+        return 0
+    table = Table(*fields, "seeds", "test acc.", "spread", "failed", box=None)
+    for r in rows:
+        mean, std = r.mean, r.std
+        table.add_row(
+            *(str(r.params[f]) for f in fields),
+            f"{len(r.accuracies)}/{len(r.seeds)}",
+            "-" if mean is None else f"{100 * mean:.2f}%",
+            "-" if std is None else f"±{100 * std:.2f}",
+            str(r.failed),
+        )
+    console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    console.print(f"sweep {sweep_id} ({record.status})", markup=False)
+    console.print(table)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def _bench_check(args: argparse.Namespace) -> int:
     """``hil bench check CONFIG``: one table row per check; 1 on any mismatch or skip."""
     from rich.console import Console
@@ -295,6 +436,62 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (runs_show, runs_export):
         action.add_argument("run", metavar="RUN", help="the run's folder or its id")
     runs.set_defaults(func=_runs)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of configs and seeds on a Dask cluster; show a sweep",
+        description="Run one simulated run per cell of a grid (config fields x values x "
+        "seeds) on a Dask cluster: a LocalCluster of --workers processes on loopback, or "
+        "the scheduler at --scheduler. Every cell is recorded in the run store as run "
+        "SWEEP_ID-cNNN; --resume SWEEP_ID runs only the cells not finished. `hil sweep show "
+        "SWEEP_ID` prints a table (mean and spread over seeds) and writes a PNG per swept "
+        "field. Exit status 1 when a cell failed, 2 for a bad config or grid value.",
+    )
+    sweep.add_argument(
+        "target",
+        nargs="*",
+        metavar="CONFIG | show SWEEP_ID",
+        help=config_help + ", or a sweep file (YAML with config, grid, seeds); or `show ID`",
+    )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="a swept config field and its values (YAML scalars), e.g. training.beta=0.25,0.5; "
+        "repeat for more fields",
+    )
+    sweep.add_argument(
+        "--seeds", metavar="SEEDS", help="training seeds: 0-4, 0,2,5 (default: the config's)"
+    )
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="local worker processes (default: CPUs)"
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="a Dask scheduler, e.g. tcp://HOST:8786"
+    )
+    sweep.add_argument("--resume", metavar="SWEEP_ID", help="run the missing cells of a sweep")
+    sweep.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="retries of a cell whose task raised (2); a dead worker's cell is rescheduled",
+    )
+    sweep.add_argument(
+        "--to",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="show: folder for the PNG plots (default: here)",
+    )
+    _data_dir_option(sweep)
+    sweep.add_argument(
+        "--json", action="store_true", help="print one JSON object (sweep and cells) last"
+    )
+    sweep.add_argument("--quiet", action="store_true", help="no progress output")
+    sweep.set_defaults(func=_sweep)
 
     configs = sub.add_parser(
         "configs",

@@ -39,9 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hil.bench import Bench, Measurement
-from hil.numerics import DEFAULT_BLAS_THREADS, blas_threads
 from hil.errors import ConfigError
 from hil.network import Network
+from hil.numerics import DEFAULT_BLAS_THREADS, blas_threads
 from hil.vocabulary import VARIANTS, Variant
 
 

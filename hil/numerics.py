@@ -29,6 +29,7 @@ with integer masks instead (0.16 ms).
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,12 +46,15 @@ _depth = 0
 _limiter: Any = None
 
 
+def _threadpoolctl() -> Any:
+    """The threadpoolctl module (untyped: imported by name, so type checks need no stubs)."""
+    return importlib.import_module("threadpoolctl")
+
+
 @cache
 def _controller() -> Any:
-    """threadpoolctl's view of the BLAS libraries loaded (built once: it costs ~1 ms)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
+    """The BLAS libraries loaded, as threadpoolctl sees them (built once: it costs ~1 ms)."""
+    return _threadpoolctl().ThreadpoolController()
 
 
 @contextmanager
@@ -80,12 +84,9 @@ def blas_threads(threads: int | None = DEFAULT_BLAS_THREADS) -> Iterator[None]:
 
 def blas_info() -> list[dict[str, Any]]:
     """The BLAS libraries loaded, their version and present thread count."""
-    from threadpoolctl import threadpool_info
-
     keys = ("internal_api", "version", "num_threads", "architecture", "filepath")
-    return [
-        {k: info.get(k) for k in keys} for info in threadpool_info() if info["user_api"] == "blas"
-    ]
+    loaded = _threadpoolctl().threadpool_info()
+    return [{k: info.get(k) for k in keys} for info in loaded if info["user_api"] == "blas"]
 
 
 def select(condition: np.ndarray, if_true: object, if_false: object) -> np.ndarray:

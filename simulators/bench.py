@@ -36,7 +36,7 @@ from hil.bench import (
     check_settle_args,
 )
 from hil.errors import ConfigError, InstrumentError
-from hil.network import Network
+from hil.network import Network, Tile
 from hil.vocabulary import (
     MEASURED_PRESETS,
     DevicePreset,
@@ -429,18 +429,15 @@ class SimulatedBench:
         """Expose the half-selected devices of every tile pulsed; returns how many moved."""
         moved = 0
         live = applied != 0
-        ids, applied = ids[live], applied[live]
+        if not live.all():  # (an open-loop plan pulses only devices with a count)
+            ids, applied = ids[live], applied[live]
         if not ids.size:
             return 0
-        tile_of = np.searchsorted(self._tile_first, ids, side="right") - 1
         fraction = 2.0 if self.scheme == "V/2" else 3.0
         # Below threshold (every preset at its nominal pulse under V/2) no exposure moves a
         # device: count them in line form instead of exposing every device one by one.
         idle = not np.any(self.device_model.pulse.gain(float(amplitude_v) / fraction, width_s))
-        for t, tile in enumerate(self.network.tiles):
-            mine = tile_of == t
-            if not mine.any():
-                continue
+        for tile, mine in self._by_tile(ids):
             rows, cols = np.divmod(ids[mine] - tile.first_device, tile.shape[1])
             if idle:
                 totals = exposure_totals(
@@ -453,7 +450,8 @@ class SimulatedBench:
                         totals.per_row,
                         totals.per_col,
                         totals.everyone,
-                        ids[mine],
+                        rows,
+                        cols,
                         totals.own,
                     )
                 continue
@@ -468,6 +466,20 @@ class SimulatedBench:
                     )
                     moved += int(np.count_nonzero(out.g_after != out.g_before))
         return moved
+
+    def _by_tile(self, ids: np.ndarray) -> list[tuple[Tile, slice | np.ndarray]]:
+        """The tiles that hold some of ``ids`` and which of them: a slice when the ids
+        ascend (as a plan's do: no mask, no gather), else a boolean mask."""
+        tiles = self.network.tiles
+        if bool(np.all(ids[1:] > ids[:-1])):
+            bounds = np.searchsorted(ids, [*self._tile_first, self.network.n_devices])
+            return [
+                (tile, slice(int(bounds[t]), int(bounds[t + 1])))
+                for t, tile in enumerate(tiles)
+                if bounds[t + 1] > bounds[t]
+            ]
+        tile_of = np.searchsorted(self._tile_first, ids, side="right") - 1
+        return [(tile, tile_of == t) for t, tile in enumerate(tiles) if np.any(tile_of == t)]
 
     def read_conductances(self, device_ids: np.ndarray | None = None) -> np.ndarray:
         """Conductances (S) of the given devices (all by default), with the model's read

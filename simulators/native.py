@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hil.numerics import DEFAULT_BLAS_THREADS, blas_threads
 from hil.errors import ConvergenceError
+from hil.numerics import DEFAULT_BLAS_THREADS, blas_threads
 from simulators.circuit import Circuit, EnergyTerms, clamp_diodes
 
 # Relative weight of the penalty that pins clamped nodes to their bound in a linear solve.
@@ -168,8 +168,7 @@ class NativeSolver:
             drive = cached[2]  # the same product of the same operands
         else:
             drive = [
-                sources[:, rows] @ d
-                for rows, d in zip(terms.drive_rows, terms.drive, strict=True)
+                sources[:, rows] @ d for rows, d in zip(terms.drive_rows, terms.drive, strict=True)
             ]
             self._drive = (terms, np.array(sources, dtype=float), drive)
         const = list(drive)  # the solver never writes into these arrays

@@ -298,3 +298,72 @@ class PulseCountsOut(BaseModel):
     total: int
     n_devices: int
     counts: list[int]
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+GridField = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+]
+GridValue = Annotated[str, Field(max_length=200)] | int | FiniteFloat | bool | None
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class SweepRequest(_Request):
+    """Start a sweep: one simulated run per cell of the grid and the seeds, on a Dask
+    LocalCluster of the server."""
+
+    config: (
+        Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")]
+        | dict[str, Any]
+    ) = Field(
+        description="a bench id, a shipped config's name, a config file under the server's "
+        "config folder, or an inline config (a whole one); its bench must be simulated"
+    )
+    grid: dict[GridField, Annotated[list[GridValue], Field(min_length=1, max_length=100)]] = Field(
+        max_length=16,
+        description="swept config fields (dotted paths) and their values, in grid order",
+    )
+    seeds: (
+        Annotated[list[Seed], Field(min_length=1, max_length=1000)]
+        | Annotated[str, Field(max_length=200, pattern=r"^[0-9][0-9, -]*$")]
+    ) = Field([0], description="training seeds: a list, or `0-4`, `0,2,5`")
+    workers: int = Field(2, ge=1, le=64, description="worker processes of the LocalCluster")
+
+
+class SweepCellOut(BaseModel):
+    """One cell of a sweep and its outcome (its run is ``run_id`` under ``/runs``)."""
+
+    cell: int
+    params: dict[str, Any] = Field(description="the cell's grid values")
+    seed: int
+    run_id: str
+    status: Literal["pending", "running", "finished", "failed"]
+    test_accuracy: float | None = Field(description="after the last epoch, in [0, 1]")
+    seconds: float | None = Field(description="training time on its worker (s)")
+    worker: str | None
+    error: str | None
+
+
+class SweepOut(BaseModel):
+    """A sweep's record, the count of its cells by status and (one sweep) its cells."""
+
+    id: str
+    name: str
+    status: Literal["queued", "running", "finished", "failed", "interrupted"]
+    active: bool = Field(description="this server runs it now")
+    grid: list[list[Any]] = Field(description="[field, [values]] in grid order")
+    seeds: list[int]
+    counts: dict[str, int] = Field(description="cells per status")
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+    cells: list[SweepCellOut] | None = Field(None, description="every cell (GET one sweep)")
+
+
+class SweepPage(BaseModel):
+    """A page of sweeps, newest first (without their cells)."""
+
+    sweeps: list[SweepOut]
+    limit: int
+    offset: int

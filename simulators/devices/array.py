@@ -143,19 +143,25 @@ class DeviceArray:
         imbalance = var.updown_d2d * rng.standard_normal(n)
         self._scale_up = scale * np.maximum(1.0 + imbalance, 0.0)
         self._scale_down = scale * np.maximum(1.0 - imbalance, 0.0)
-        self._scales_equal = bool(np.array_equal(self._scale_up, self._scale_down))
         self._lo = g_min * np.exp(var.bounds_d2d * rng.standard_normal(n))
         hi = g_max * np.exp(var.bounds_d2d * rng.standard_normal(n))
         self._hi = np.maximum(hi, self._lo + 0.01 * (g_max - g_min))
         u = rng.random(n)
         self._stuck_on = u < var.stuck_on
         self._stuck_off = (u >= var.stuck_on) & (u < var.stuck_on + var.stuck_off)
+        self._note_population()
 
     def _set_all(self, g_init: float | np.ndarray | None) -> None:
         if g_init is not None:
             values = np.broadcast_to(np.asarray(g_init, dtype=float), (self._n,))
             self.set_conductance(np.arange(self._n), values)
         self._apply_stuck()
+
+    def _note_population(self) -> None:
+        """Note what the pulse loop may skip: the scales and stuck masks are set here and
+        by a loaded state only, never written in between."""
+        self._scales_equal = bool(np.array_equal(self._scale_up, self._scale_down))
+        self._any_stuck = bool(self._stuck_on.any() or self._stuck_off.any())
 
     def _apply_stuck(self) -> None:
         self._g[self._stuck_on] = self._hi[self._stuck_on]
@@ -265,17 +271,22 @@ class DeviceArray:
         if self._model.endurance is not None:
             left = np.maximum(self._model.endurance - self._pulse_count[idx], 0)
             allowed = np.minimum(requested, left)
-        g_before = self._g[idx].copy()
-        effective = self._move(idx, np.sign(signed), allowed, gain)
+        g_before = self._g[idx]  # a gather is a copy already
+        direction = np.sign(signed)
+        effective = self._move(idx, direction, allowed, gain)
         self._pulse_count[idx] += allowed
+        if allowed is requested:  # no endurance limit: everything asked for is delivered
+            applied, refused = signed.copy(), np.zeros(idx.size, dtype=np.int64)
+        else:
+            applied, refused = direction * allowed, requested - allowed
         return PulseOutcome(
             kind="selected",
             device_idx=idx,
             requested=signed,
-            applied=np.sign(signed) * allowed,
-            refused=requested - allowed,
+            applied=applied,
+            refused=refused,
             g_before=g_before,
-            g_after=self._g[idx].copy(),
+            g_after=self._g[idx],
             effective=effective,
         )
 
@@ -322,7 +333,7 @@ class DeviceArray:
             raise ConfigError(f"disturb counts must be >= 0, got min {n.min()}")
         gain = self._gain(effective_amplitude_v, width_s, idx.size, "effective_amplitude_v")
         amplitude = _float_per_device(effective_amplitude_v, idx.size, "effective_amplitude_v")
-        g_before = self._g[idx].copy()
+        g_before = self._g[idx]  # a gather is a copy already
         effective = self._move(idx, sign, n, gain)
         self._disturb_count[idx] += np.where(amplitude > 0, n, 0)
         return PulseOutcome(
@@ -332,7 +343,7 @@ class DeviceArray:
             applied=sign * n,
             refused=np.zeros(idx.size, dtype=np.int64),
             g_before=g_before,
-            g_after=self._g[idx].copy(),
+            g_after=self._g[idx],
             effective=effective,
         )
 
@@ -343,69 +354,72 @@ class DeviceArray:
         per_row: np.ndarray,
         per_col: np.ndarray,
         everyone: int = 0,
-        device_idx: np.ndarray | None = None,
-        device_counts: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        cols: np.ndarray | None = None,
+        own: np.ndarray | None = None,
     ) -> None:
         """Count exposures that move nothing (at or below threshold) on a block of devices.
 
-        The block is the ``rows x cols`` devices ``first .. first + rows * cols - 1``,
+        The block is the ``n_rows x n_cols`` devices ``first .. first + n_rows * n_cols - 1``,
         row-major (a crossbar tile); device ``(i, j)`` of it receives ``per_row[i] +
-        per_col[j] + everyone`` exposures, plus ``device_counts[k]`` if it is
-        ``device_idx[k]``. Only ``disturb_count`` changes: what :meth:`disturb` does for
-        exposures whose pulse gain is 0, in two passes over the block instead of a call
-        per device.
+        per_col[j] + everyone`` exposures, plus ``own[k]`` if it is ``(rows[k], cols[k])``.
+        Only ``disturb_count`` changes: what :meth:`disturb` does for exposures whose pulse
+        gain is 0, in two passes over the block instead of one call per device.
 
         Parameters
         ----------
         first : int
             Id of the block's device (0, 0).
         shape : (int, int)
-            ``(rows, cols)`` of the block.
-        per_row : ndarray of int, shape (rows,)
-        per_col : ndarray of int, shape (cols,)
+            ``(n_rows, n_cols)`` of the block.
+        per_row : ndarray of int, shape (n_rows,)
+        per_col : ndarray of int, shape (n_cols,)
         everyone : int
             Exposures of every device of the block.
-        device_idx : ndarray of int, shape (m,), optional
-            Distinct device ids (of the block) with a correction of their own.
-        device_counts : ndarray of int, shape (m,), optional
-            The corrections (may be negative, e.g. a selected device does not disturb itself).
+        rows, cols : ndarray of int, shape (m,), optional
+            Distinct positions in the block with a correction of their own.
+        own : ndarray of int, shape (m,), optional
+            The corrections (negative ones too: a selected device does not disturb itself).
 
         Raises
         ------
         ConfigError
-            On a block outside the array, arrays of the wrong shape, or a device whose
-            total would be negative; nothing is counted then.
+            On a block outside the array, arrays of the wrong shape, positions outside the
+            block or repeated, or a device whose count would be negative; nothing is
+            counted then.
         """
-        rows, cols = int(shape[0]), int(shape[1])
-        if rows < 1 or cols < 1 or first < 0 or first + rows * cols > self._n:
+        n_rows, n_cols = int(shape[0]), int(shape[1])
+        if n_rows < 1 or n_cols < 1 or first < 0 or first + n_rows * n_cols > self._n:
             raise ConfigError(
-                f"block of {rows}x{cols} devices from {first} is outside [0, {self._n})"
+                f"block of {n_rows}x{n_cols} devices from {first} is outside [0, {self._n})"
             )
-        per_row = _check_int(per_row, rows, "per_row")
-        per_col = _check_int(per_col, cols, "per_col")
-        if device_idx is None:
-            idx = np.zeros(0, dtype=np.int64)
-            own = np.zeros(0, dtype=np.int64)
+        per_row = _check_int(per_row, n_rows, "per_row")
+        per_col = _check_int(per_col, n_cols, "per_col")
+        r = _check_int(np.zeros(0, np.int64) if rows is None else rows, None, "rows")
+        c = _check_int(np.zeros(0, np.int64) if cols is None else cols, r.size, "cols")
+        extra = _check_int(np.zeros(0, np.int64) if own is None else own, r.size, "own")
+        if r.size:
+            if r.min() < 0 or r.max() >= n_rows or c.min() < 0 or c.max() >= n_cols:
+                raise ConfigError(f"rows and cols must lie in the {n_rows}x{n_cols} block")
+            flat = r * n_cols + c
+            seen = np.zeros(n_rows * n_cols, dtype=bool)
+            seen[flat] = True
+            if np.count_nonzero(seen) != flat.size:
+                raise ConfigError("rows and cols must not repeat a device within one call")
+            lowest = per_row[r] + per_col[c] + (everyone + extra)
         else:
-            idx = self._check_idx(device_idx)
-            own = _check_int(device_counts, idx.size, "device_counts")
-            if idx.size and (idx.min() < first or idx.max() >= first + rows * cols):
-                raise ConfigError("device_idx must lie in the block")
-        if idx.size:
-            r, c = np.divmod(idx - first, cols)
-            lowest = per_row[r] + per_col[c] + everyone + own
-        else:
-            lowest = np.zeros(0, dtype=np.int64)
+            flat = lowest = np.zeros(0, dtype=np.int64)
         if per_row.min() < 0 or per_col.min() < 0 or everyone < 0 or np.any(lowest < 0):
             raise ConfigError("exposure counts must not be negative")
-        block = self._disturb_count[first : first + rows * cols].reshape(rows, cols)
+        block = self._disturb_count[first : first + n_rows * n_cols]
+        grid = block.reshape(n_rows, n_cols)
         if per_row.any():
-            block += per_row[:, None]
+            grid += per_row[:, None]
         if per_col.any():
-            block += per_col[None, :]
+            grid += per_col[None, :]
         if everyone:
-            block += everyone
-        self._disturb_count[idx] += own
+            grid += everyone
+        block[flat] += extra
 
     def read(
         self, device_idx: np.ndarray | None = None, rng: np.random.Generator | None = None
@@ -466,54 +480,85 @@ class DeviceArray:
     ) -> np.ndarray:
         """Apply ``n_pulses`` pulses of direction ``sign`` and gain ``gain``; return the mask
         of devices that could move."""
-        stuck = self._stuck_on[idx] | self._stuck_off[idx]
-        effective = (n_pulses > 0) & (gain > 0) & ~stuck
+        effective = (n_pulses > 0) & (gain > 0)
+        if self._any_stuck:
+            effective &= ~(self._stuck_on[idx] | self._stuck_off[idx])
         if not np.any(effective):
+            return effective
+        model = self._model
+        if type(model) is ConstantStepModel and model.variability.c2c == 0.0:
+            self._move_constant(model, idx, sign, n_pulses, gain, effective)
             return effective
         chosen = np.flatnonzero(effective)
         count = n_pulses[chosen]
-        # Devices by descending count, ties in the order given (a stable sort is unique, so
-        # any stable sort gives this order); 16-bit keys sort by radix, O(n).
+        # Devices by descending count, ties in the order given (the order the random steps
+        # are drawn in); a stable sort is unique, and 16-bit keys sort by radix, O(n).
         keys = -count.astype(np.int16) if count.max() <= np.iinfo(np.int16).max else -count
         chosen = chosen[np.argsort(keys, kind="stable")]
         dev = idx[chosen]
         direction = sign[chosen]
         count = n_pulses[chosen]
-        # directions are as unpredictable as a gradient's signs: no branch per element
-        if self._same_scales():
-            scale = self._scale_up[dev]
-        else:
-            scale = select(direction > 0, self._scale_up[dev], self._scale_down[dev])
-        if gain.strides == (0,):  # one gain for all (a scalar pulse): the same products
-            scale *= gain[0]
-        else:
-            scale *= gain[chosen]
+        scale = self._scales(dev, direction) * _gain_of(gain, chosen)
         g, lo, hi = self._g[dev], self._lo[dev], self._hi[dev]
         active = np.searchsorted(-count, -np.arange(count[0]), side="left")
-        model = self._model
-        if type(model) is ConstantStepModel and model.variability.c2c == 0.0:
-            # The step neither depends on G nor is random: the same product every pulse
-            # (the values of mean_step: +step_up or -step_down by direction).
-            if model.step_up == model.step_down:
-                step = direction * float(model.step_up)
-            else:
-                step = select(direction > 0, model.step_up, -model.step_down)
-            increment = scale * step
-            for m in active:
-                np.add(g[:m], increment[:m], out=g[:m])
-                np.clip(g[:m], lo[:m], hi[:m], out=g[:m])
-        else:
-            for m in active:
-                step = model.sample_step(g[:m], direction[:m], lo[:m], hi[:m], self._rng_pulse)
-                moved = g[:m] + scale[:m] * step
-                np.clip(moved, lo[:m], hi[:m], out=g[:m])
+        for m in active:
+            step = model.sample_step(g[:m], direction[:m], lo[:m], hi[:m], self._rng_pulse)
+            moved = g[:m] + scale[:m] * step
+            np.clip(moved, lo[:m], hi[:m], out=g[:m])
         self._g[dev] = g
         return effective
 
-    def _same_scales(self) -> bool:
-        """Whether every device steps up and down by the same scale (no up/down spread);
-        noted where the scales are set (the draw, a loaded state), never written between."""
-        return self._scales_equal
+    def _move_constant(
+        self,
+        model: ConstantStepModel,
+        idx: np.ndarray,
+        sign: np.ndarray,
+        n_pulses: np.ndarray,
+        gain: np.ndarray,
+        effective: np.ndarray,
+    ) -> None:
+        """:meth:`_move` for a step that neither depends on G nor is random.
+
+        Every pulse of a device adds the same increment ``scale * gain * step`` and clips,
+        so the devices need no order: the first pulse of all of them in one pass (in the
+        order given, usually ascending ids: sequential memory), then the devices with more
+        pulses, by descending count, in passes over a shrinking prefix. Each device gets
+        exactly the additions and clips of the general loop, so the same conductances.
+        """
+        chosen = None if effective.all() else np.flatnonzero(effective)
+        dev = idx if chosen is None else idx[chosen]
+        direction = sign if chosen is None else sign[chosen]
+        count = n_pulses if chosen is None else n_pulses[chosen]
+        # the values of mean_step: +step_up or -step_down by direction
+        if model.step_up == model.step_down:
+            step = direction * float(model.step_up)
+        else:
+            step = select(direction > 0, model.step_up, -model.step_down)
+        increment = self._scales(dev, direction) * _gain_of(gain, chosen)
+        increment *= step
+        g, lo, hi = self._g[dev], self._lo[dev], self._hi[dev]
+        np.add(g, increment, out=g)
+        np.clip(g, lo, hi, out=g)
+        more = np.flatnonzero(count > 1)
+        if more.size:
+            rest = count[more]
+            keys = -rest.astype(np.int16) if rest.max() <= np.iinfo(np.int16).max else -rest
+            more = more[np.argsort(keys, kind="stable")]
+            rest = count[more]
+            g_more, inc_more, lo_more, hi_more = g[more], increment[more], lo[more], hi[more]
+            active = np.searchsorted(-rest, -np.arange(1, rest[0]), side="left")
+            for m in active:
+                np.add(g_more[:m], inc_more[:m], out=g_more[:m])
+                np.clip(g_more[:m], lo_more[:m], hi_more[:m], out=g_more[:m])
+            g[more] = g_more
+        self._g[dev] = g
+
+    def _scales(self, dev: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Step scale of each device in its direction, shape (n,); a new array."""
+        if self._scales_equal:
+            return self._scale_up[dev]
+        # directions are as unpredictable as a gradient's signs: no branch per element
+        return select(direction > 0, self._scale_up[dev], self._scale_down[dev])
 
     def _gain(
         self, amplitude_v: float | np.ndarray, width_s: float | np.ndarray, size: int, name: str
@@ -594,7 +639,7 @@ class DeviceArray:
         self._rng_read.bit_generator.state = state["rng_read"]
         for name, value in arrays.items():
             setattr(self, f"_{name}", value)
-        self._scales_equal = bool(np.array_equal(self._scale_up, self._scale_down))
+        self._note_population()
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> DeviceArray:
@@ -644,3 +689,11 @@ def _float_per_device(values: Any, size: int, name: str) -> np.ndarray:
     if array.shape != (size,):
         raise ConfigError(f"{name} must be a scalar or shape ({size},), got shape {array.shape}")
     return array
+
+
+def _gain_of(gain: np.ndarray, chosen: np.ndarray | None) -> np.ndarray | float:
+    """The gains of the chosen devices (all when None); one float when all are the same
+    (a scalar pulse, broadcast): the same products, without a gather."""
+    if gain.strides == (0,) and gain.size:
+        return float(gain[0])
+    return gain if chosen is None else gain[chosen]

@@ -40,12 +40,16 @@ ROUTES = [
     ("POST", "/runs/{run_id}/stop", "operate"),
     ("POST", "/runs/{run_id}/resume", "operate"),
     ("GET", "/runs/{run_id}/events", "read"),
+    ("POST", "/sweeps", "operate"),
+    ("GET", "/sweeps", "read"),
+    ("GET", "/sweeps/{sweep_id}", "read"),
+    ("POST", "/sweeps/{sweep_id}/stop", "operate"),
 ]
 BELOW = {"read": "none", "operate": "read", "admin": "operate"}
 
 
 def url(path: str) -> str:
-    return path.format(bench_id=BENCH, run_id="no-such-run")
+    return path.format(bench_id=BENCH, run_id="no-such-run", sweep_id="no-such-sweep")
 
 
 def test_the_table_covers_every_route(client):
