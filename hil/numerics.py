@@ -16,7 +16,9 @@ among its threads, not the sums).
 
 The thread count of OpenBLAS is one setting for the whole process, so nested and concurrent
 uses share one limit: the first to enter sets it, the last to leave restores what was there
-before. Threads that use BLAS for something else meanwhile get the limit too.
+before. Threads that use BLAS for something else meanwhile get the limit too. The limit
+applies to the BLAS libraries loaded when it is first used (numpy's, loaded with numpy);
+one loaded later (scipy's, say) keeps its threads.
 
 Selecting without branches
 --------------------------

@@ -181,9 +181,11 @@ class Circuit:
             w = tile.weight
             diag[t] += w * g.sum(axis=0)
             is_source = tile.row_nodes < net.n_sources
-            # Rows driven by sources feed the layer directly: w * G * U.
+            # Rows driven by sources feed the layer directly: w * G * U. (The first tile's
+            # rows are all sources: its 157,000 conductances at the paper's size need no
+            # masked copy before the product.)
             drive_rows.append(tile.row_nodes[is_source])
-            drive.append(w * g[is_source])
+            drive.append(w * g if is_source.all() else w * g[is_source])
             if t > 0:
                 a = tile.row_gain[~is_source][:, None]
                 g_free = g[~is_source]  # (n_{t-1}, n_t)
@@ -196,10 +198,12 @@ class Circuit:
 
     def source_voltages(self, input_voltages: np.ndarray) -> np.ndarray:
         """Voltages of all source nodes (B, n_sources) from input voltages (B, 2*inputs)."""
-        u = np.broadcast_to(
-            self.network.source_voltages_template, (len(input_voltages), self.network.n_sources)
-        ).copy()
-        u[:, self.network.input_nodes] = input_voltages
+        net = self.network
+        u = np.empty((len(input_voltages), net.n_sources))
+        u[:] = net.source_voltages_template
+        # the input sources are the first nodes (hil.network's node order): a slice, not a
+        # scatter of every column
+        u[:, : net.n_input_sources] = input_voltages
         return u
 
     def node_voltages(self, sources: np.ndarray, free: list[np.ndarray]) -> np.ndarray:
