@@ -90,3 +90,46 @@ async def run_events(
         if idle >= keepalive_s:
             idle = 0.0
             yield b": keepalive\n\n"
+
+
+async def sweep_events(
+    store: RunStore,
+    sweep_id: str,
+    after: int,
+    live: Callable[[], bool],
+    stopping: threading.Event,
+    poll_s: float,
+    keepalive_s: float,
+) -> AsyncIterator[bytes]:
+    """A ``cell`` event for every cell of ``sweep_id`` that finished or failed, in the order
+    they ended, then one ``sweep`` event with the sweep's record once it has ended.
+
+    The k-th cell to end has the event id k, so ``Last-Event-ID: k`` resumes after it (a
+    failed cell that a resumed sweep runs again ends again, later). Parameters as in
+    :func:`run_events`.
+    """
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    idle = 0.0
+    while not stopping.is_set():
+        alive = await anyio.to_thread.run_sync(live)
+        cells = await anyio.to_thread.run_sync(store.sweep_cells, sweep_id)
+        ended = sorted(
+            (c for c in cells if c.status in ("finished", "failed")),
+            key=lambda c: (c.updated_at, c.cell),
+        )
+        fresh = ended[after:]
+        for rank, cell in enumerate(fresh, start=after + 1):
+            yield sse_message(rank, "cell", cell.as_dict())
+        after += len(fresh)
+        if fresh:
+            idle = 0.0
+            continue
+        if not alive:
+            record = await anyio.to_thread.run_sync(store.get_sweep, sweep_id)
+            yield f"event: sweep\ndata: {_json_line(record.as_dict())}\n\n".encode()
+            return
+        await anyio.sleep(poll_s)
+        idle += poll_s
+        if idle >= keepalive_s:
+            idle = 0.0
+            yield b": keepalive\n\n"

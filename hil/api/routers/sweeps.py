@@ -20,12 +20,24 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
+from fastapi.responses import StreamingResponse
 
 from hil.api.deps import Operator, Reader, ServicesDep
 from hil.api.errors import UnknownResource
 from hil.api.schemas import ErrorOut, SweepCellOut, SweepOut, SweepPage, SweepRequest
 from hil.api.services import Services
+from hil.api.sse import sweep_events
 from hil.errors import InUseError
 from hil.store import SweepRecord
 from hil.sweep import Axis, SweepRunner, SweepSpec, base_config, create_sweep, parse_seeds
@@ -234,3 +246,44 @@ def stop_sweep(_: Operator, sweep_id: str, services: ServicesDep, manager: Sweep
     record = _record(services, sweep_id)
     manager.stop(sweep_id)
     return sweep_out(services, manager, record, cells=True)
+
+
+@router.get(
+    "/{sweep_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
+async def sweep_event_stream(
+    _: Reader,
+    sweep_id: str,
+    services: ServicesDep,
+    manager: Sweeps,
+    last_event_id: Annotated[
+        int | None, Header(alias="Last-Event-ID", ge=0, le=2**31, description="resume after it")
+    ] = None,
+) -> StreamingResponse:
+    """Server-sent events: a ``cell`` event as each cell ends (its parameters, seed, run,
+    status and test accuracy), then a ``sweep`` event with the sweep's final record;
+    resumable with ``Last-Event-ID``."""
+    await anyio.to_thread.run_sync(_record, services, sweep_id)  # 404 before the stream
+
+    def live() -> bool:
+        record = services.reads.find_sweep(sweep_id)
+        return manager.is_active(sweep_id) or (
+            record is not None and record.status in ("queued", "running")
+        )
+
+    stream = sweep_events(
+        services.reads,
+        sweep_id,
+        last_event_id or 0,
+        live,
+        services.stopping,
+        services.settings.sse_poll_s,
+        services.settings.sse_keepalive_s,
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

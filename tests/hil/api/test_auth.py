@@ -44,6 +44,7 @@ ROUTES = [
     ("GET", "/sweeps", "read"),
     ("GET", "/sweeps/{sweep_id}", "read"),
     ("POST", "/sweeps/{sweep_id}/stop", "operate"),
+    ("GET", "/sweeps/{sweep_id}/events", "read"),
 ]
 BELOW = {"read": "none", "operate": "read", "admin": "operate"}
 

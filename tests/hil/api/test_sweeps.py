@@ -3,6 +3,8 @@ status in the sweep record, scopes, and bad grid values answered 422 naming the 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -52,6 +54,37 @@ def test_a_sweep_runs_in_the_background_and_records_every_cell(client: TestClien
     listing = client.get("/sweeps", headers=auth("read")).json()
     assert [s["id"] for s in listing["sweeps"]] == [sweep["id"]]
     assert listing["sweeps"][0]["cells"] is None
+
+    # its events: a `cell` as each ended (ids 1..4), then the sweep; resumable
+    events = sse(client, f"/sweeps/{sweep['id']}/events")
+    assert [e[:2] for e in events] == [
+        ("1", "cell"),
+        ("2", "cell"),
+        ("3", "cell"),
+        ("4", "cell"),
+        (None, "sweep"),
+    ]
+    assert sorted(e[2]["cell"] for e in events[:4]) == [0, 1, 2, 3]
+    assert events[-1][2]["status"] == "finished"
+    later = sse(client, f"/sweeps/{sweep['id']}/events", {"Last-Event-ID": "3"})
+    assert [e[:2] for e in later] == [("4", "cell"), (None, "sweep")]
+    assert later[0][2] == events[3][2]
+
+
+def sse(client: TestClient, path: str, headers: dict | None = None) -> list[tuple]:
+    """(id, event, data) of every event of a finite stream."""
+    answer = client.get(path, headers={**auth("read"), **(headers or {})})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith(
+        "text/event-stream"
+    )
+    events = []
+    for block in answer.text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line and line[0] != ":"
+        )
+        if "event" in fields:
+            events.append((fields.get("id"), fields["event"], json.loads(fields["data"])))
+    return events
 
 
 def test_bad_grid_values_scopes_and_unknown_sweeps(client: TestClient, tmp_path):
