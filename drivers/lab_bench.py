@@ -58,7 +58,7 @@ from hil.bench import (
     check_settle_args,
 )
 from hil.config.lab import InstrumentConfig, LabBenchConfig, Wiring
-from hil.errors import ConfigError, InstrumentError
+from hil.errors import ConfigError, EmergencyStop, InstrumentError
 from hil.network import Network
 
 from .keithley2600 import Keithley2600
@@ -157,6 +157,7 @@ class LabBench:
         self.pulse_counts = np.zeros(network.n_devices, dtype=np.int64)
         self.samples_settled = 0
         self._lock = threading.RLock()
+        self._stop_settle = threading.Event()  # set by a safe state from another thread
         self._wiring: Wiring | None = None
         self._boards: dict[str, SerialBoard] = {}
         self._smus: dict[str, Smu] = {}
@@ -388,6 +389,7 @@ class LabBench:
         """
         self._interrupt_boards()
         with self._lock:
+            self._stop_settle.clear()  # the settle it stopped (if any) has let go
             unconfirmed = []
             for name, smu in list(self._smus.items()):
                 port = SmuPort(name, smu, [], [])
@@ -407,6 +409,7 @@ class LabBench:
         if self._lock.acquire(blocking=False):  # nobody else inside (or this thread is)
             self._lock.release()
             return
+        self._stop_settle.set()  # a batch being settled stops at its next sample
         for board in list(self._boards.values()):
             board.interrupt()
 
@@ -475,8 +478,15 @@ class LabBench:
         with self._lock:
             self._ready()
             for b in range(len(inputs)):
+                if self._stop_settle.is_set():  # a safe state waits for this thread
+                    raise _settle_stopped(b, len(inputs))
                 sources[: net.n_input_sources] = inputs[b]
-                voltages[b] = self._settle_one(sources, nudges[b], compliance[b], overflow[b])
+                try:
+                    voltages[b] = self._settle_one(sources, nudges[b], compliance[b], overflow[b])
+                except InstrumentError as exc:
+                    if self._stop_settle.is_set():  # the safe state's ABORT failed it: a stop
+                        raise _settle_stopped(b, len(inputs)) from exc
+                    raise
         return Measurement.from_voltages(net, voltages, compliance=compliance, overflow=overflow)
 
     def _settle_one(
@@ -678,6 +688,12 @@ def _ids_words(ids: list[int], shown: int = 10) -> str:
     """``3, 7, 12`` or ``3, 7, ... (25 in all)``."""
     words = ", ".join(str(d) for d in ids[:shown])
     return words if len(ids) <= shown else f"{words}, ... ({len(ids)} in all)"
+
+
+def _settle_stopped(done: int, total: int) -> EmergencyStop:
+    return EmergencyStop(
+        f"a safe state was requested while settling: stopped after {done} of {total} samples"
+    )
 
 
 def _reopen_smu(smu: Smu) -> None:

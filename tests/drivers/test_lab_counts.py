@@ -24,12 +24,13 @@ from drivers.serial_board import PulseError
 from hil.bench import PulseRequest
 from hil.composition import build_bench
 from hil.config import RunConfig
-from hil.errors import ConfigError, InstrumentError
+from hil.errors import ConfigError, EmergencyStop, InstrumentError
 from hil.events import StepFinished
 from hil.network import Network
 from hil.run import Run
 from tests.conftest import REPO
 from tests.labs import FAST, small_lab, small_lab_bench_section, small_run_config
+from tests.processes import wait_until
 
 #: Devices of the small network on every tile, with counts of both signs and a zero.
 IDS = np.array([0, 40, 75, 133, 7, 90])
@@ -380,3 +381,34 @@ def test_bulk_reads_give_a_version_1_boards_conductances_in_few_commands():
     finally:
         old.close()
         new.close()
+
+
+def test_a_safe_state_from_another_thread_stops_a_settle_between_samples():
+    """An emergency stop does not wait for a whole batch: the settle stops at its next
+    sample, the safe state is reached, and the settle's caller gets EmergencyStop."""
+    section = small_lab_bench_section(settle_delay_s=0.05)  # 100 samples: about 5 s
+    bench = small_lab(bench=section)
+    try:
+        net = bench.network
+        x = net.encode_inputs(np.full((100, net.n_inputs), 0.5))
+        outcome: list[BaseException] = []
+
+        def settle() -> None:
+            try:
+                bench.settle(x)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=settle)
+        worker.start()
+        wait_until(lambda: bench.samples_settled >= 3, what="the batch to be under way")
+        report = bench.safe_state()
+        worker.join(timeout=30)
+        assert report.confirmed and bench.emulator.is_safe()
+        assert len(outcome) == 1 and isinstance(outcome[0], EmergencyStop), outcome
+        assert "stopped after" in str(outcome[0])
+        assert bench.samples_settled < 100
+        bench.settle(x[:2])  # the next operation re-arms: the stop does not stick
+        assert bench.samples_settled >= 5
+    finally:
+        bench.close()
