@@ -24,6 +24,8 @@ from hil.stopping import exit_status, stop_on_signals
 from hil.store import DATA_DIR_ENV, RUN_STATUSES
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from hil.store import RunStore
     from hil.sweep import SweepSpec
 
@@ -125,7 +127,6 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _print_runs(records: list, last: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "status", "epochs", "test acc.", "created", box=None)
@@ -138,26 +139,19 @@ def _print_runs(records: list, last: dict) -> None:
             "-" if acc is None else f"{100 * acc:.2f}%",
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)),
         )
-    Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+    _console().print(table)
 
 
 def _export(store: RunStore, run_id: str, to: Path) -> int:
     """Metrics as CSV and the learning curves as PNG, from the store."""
-    import csv
-    import io
-
     from hil.events import EpochMetrics
-    from hil.run_files import atomic_write_text
+    from hil.run_files import atomic_write_text, metrics_csv
 
     records = store.metrics(run_id)
     if not records:
         raise ConfigError(f"run {run_id} has no finished epoch to export")
     to.mkdir(parents=True, exist_ok=True)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(records[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    csv_path = atomic_write_text(to / f"{run_id}-metrics.csv", text.getvalue())
+    csv_path = atomic_write_text(to / f"{run_id}-metrics.csv", metrics_csv(records))
     print(csv_path)
     try:
         from hil.plots import plot_learning_curves
@@ -167,6 +161,14 @@ def _export(store: RunStore, run_id: str, to: Path) -> int:
     history = [EpochMetrics.from_dict(r) for r in records]
     print(plot_learning_curves(history, to / f"{run_id}-curves.png", run_id))
     return 0
+
+
+def _console() -> Console:
+    """Standard output for tables: a terminal's own width, else wide enough that a row
+    never wraps in a log file."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
 
 
 def _by(interrupt: KeyboardInterrupt) -> str:
@@ -272,7 +274,6 @@ def _sweep_spec(ref: str, grid: list[str], seeds: str | None) -> SweepSpec:
 
 def _sweep_show(store: RunStore, sweep_id: str, to: Path, as_json: bool) -> int:
     """A table of every setting (mean and spread over seeds) and a PNG per swept field."""
-    from rich.console import Console
     from rich.table import Table
 
     from hil.sweep_report import plot_sweep, settings
@@ -305,7 +306,7 @@ def _sweep_show(store: RunStore, sweep_id: str, to: Path, as_json: bool) -> int:
             "-" if std is None else f"±{100 * std:.2f}",
             str(r.failed),
         )
-    console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    console = _console()
     console.print(f"sweep {sweep_id} ({record.status})", markup=False)
     console.print(table)
     for path in paths:
@@ -315,7 +316,6 @@ def _sweep_show(store: RunStore, sweep_id: str, to: Path, as_json: bool) -> int:
 
 def _bench_check(args: argparse.Namespace) -> int:
     """``hil bench check CONFIG``: one table row per check; 1 on any mismatch or skip."""
-    from rich.console import Console
     from rich.table import Table
 
     from hil.composition import build_check_bench, check_bench
@@ -331,7 +331,7 @@ def _bench_check(args: argparse.Namespace) -> int:
     for r in rows:
         table.add_row(r.instrument, r.item, r.expected, r.found, r.status)
     # wide enough that a row never wraps in a log file; a terminal uses its own width
-    Console(width=None if sys.stdout.isatty() else 200, highlight=False).print(table)
+    _console().print(table)
     failed = [r for r in rows if r.ok is False]
     skipped = [r for r in rows if r.ok is None]
     verdict = f"{len(failed)} mismatch(es)" if failed else "bench matches its config"

@@ -338,8 +338,11 @@ class _Recorder:
             if self.every and event.step % self.every == 0 and event.step < event.steps:
                 self.checkpoint()
             if store is not None and run_id is not None:
-                store.add_step(run_id, event.epoch, event.step, event.loss, event.accuracy)
-        elif isinstance(event, EpochFinished):
+                store.add_step(
+                    run_id, event.epoch, event.step, event.loss, event.accuracy, event_data(event)
+                )
+            return
+        if isinstance(event, EpochFinished):
             self.checkpoint()
             self.directory.write_metrics(self.trainer.history)
             if store is not None and run_id is not None:

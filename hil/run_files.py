@@ -65,6 +65,15 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def metrics_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """Epoch records as CSV text: a header from the first record, one line per record."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
 class RunDirectory:
     """Reads and writes the files of one run directory (module docstring).
 
@@ -101,11 +110,7 @@ class RunDirectory:
         rows = [m.as_dict() for m in history]
         atomic_write_text(self / self.METRICS_JSON, json.dumps(rows, indent=1))
         if rows:
-            text = io.StringIO()
-            writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-            atomic_write_text(self / self.METRICS_CSV, text.getvalue())
+            atomic_write_text(self / self.METRICS_CSV, metrics_csv(rows))
 
     def write_checkpoint(self, arrays: dict[str, np.ndarray]) -> Path:
         """``checkpoint.npz`` from a :meth:`~hil.trainer.Trainer.state_dict`."""

@@ -468,13 +468,27 @@ class RunStore:
             )
             db.execute("UPDATE runs SET epochs_done = ? WHERE id = ?", (metrics.epoch, run_id))
 
-    def add_step(self, run_id: str, epoch: int, step: int, loss: float, accuracy: float) -> None:
-        """Record the running loss and accuracy at a step."""
+    def add_step(
+        self,
+        run_id: str,
+        epoch: int,
+        step: int,
+        loss: float,
+        accuracy: float,
+        event: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the running loss and accuracy at a step, and its ``step`` event when
+        given, in one transaction (a run writes this every step: one commit, not two)."""
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO step_metrics VALUES (?, ?, ?, ?, ?)",
                 (run_id, epoch, step, loss, accuracy),
             )
+            if event is not None:
+                db.execute(
+                    "INSERT INTO events (run_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
+                    (run_id, "step", json.dumps(event), time.time()),
+                )
 
     def add_checkpoint(self, run_id: str, epoch: int, step: int, file: Path, sha256: str) -> None:
         """Record a checkpoint file written for ``epoch`` (epochs done) and ``step``."""
