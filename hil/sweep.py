@@ -254,15 +254,17 @@ def parse_seeds(spec: str | int | Sequence[int]) -> tuple[int, ...]:
     for part in spec.split(","):
         first, dash, last = part.strip().partition("-")
         try:
-            if dash:
-                low, high = int(first), int(last)
-                if high < low or high - low >= MAX_CELLS:
-                    raise ValueError(part)
-                seeds.extend(range(low, high + 1))
-            else:
-                seeds.append(int(first))
+            low, high = int(first), int(last if dash else first)
         except ValueError:
             raise ConfigError(f"seeds {spec!r}: write 0-4, 0,2,5 or 0-2,7") from None
+        if high < low:
+            raise ConfigError(f"seeds {spec!r}: a range must be FIRST-LAST with FIRST <= LAST")
+        if high - low >= MAX_CELLS:
+            raise ConfigError(
+                f"seeds {spec!r}: {high - low + 1} seeds, more than the {MAX_CELLS} cells a "
+                "sweep may have"
+            )
+        seeds.extend(range(low, high + 1))
     return tuple(seeds)
 
 
