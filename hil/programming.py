@@ -36,6 +36,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from hil import kernels
 from hil.bench import Bench, PulseCalibration, PulseReport, PulseRequest
 from hil.errors import SafetyError
 from hil.numerics import select
@@ -195,6 +196,14 @@ def plan_open_loop(
         Most pulses one device may receive in one request (the bench's limit).
     """
     g_min, g_max = g_bounds
+    if kernels.active(delta_g.size):  # the same counts from one compiled loop
+        draws = rng.random(delta_g.shape)
+        steps = (calibration.step_up, calibration.step_down)
+        ids, counts, capped = kernels.plan_open_loop(
+            delta_g, g_estimate, g_bounds, steps, draws, max_pulses
+        )
+        request = PulseRequest(ids, counts, calibration.amplitude_v, calibration.width_s)
+        return PulsePlan(request, capped)
     # The signs of an update are a coin toss per device: branch-free selects (the bits of
     # np.where, hil.numerics) and sign products instead of a mispredicted branch each.
     up = delta_g > 0
@@ -329,7 +338,7 @@ class OpenLoopProgrammer(Programmer):
         self.capped += plan.capped
         report = self.bench.pulse(plan.request)
         self._follow(report, g)
-        ids = np.flatnonzero(delta_g)
+        ids = np.flatnonzero(delta_g != 0)  # (a bool array's nonzero has no branch)
         # every device has an update in a typical step: no gathers then
         residual = target - g if ids.size == g.size else target[ids] - g[ids]
         return ProgrammingReport(

@@ -25,6 +25,7 @@ from typing import Any, Protocol, get_args
 import numpy as np
 from pydantic import ValidationError
 
+from hil import kernels
 from hil.bench import (
     Measurement,
     PulseCalibration,
@@ -409,6 +410,8 @@ class SimulatedBench:
             new = self.devices.conductances
             changed = np.flatnonzero(new != self._g)
             self._g[changed] = new[changed]
+        elif kernels.active(candidates.size):  # the same writes in one compiled pass
+            changed = kernels.copy_changed(self._g, candidates, values)
         else:
             differs = values != self._g[candidates]
             changed = candidates[differs]
@@ -437,7 +440,13 @@ class SimulatedBench:
         # Below threshold (every preset at its nominal pulse under V/2) no exposure moves a
         # device: count them in line form instead of exposing every device one by one.
         idle = not np.any(self.device_model.pulse.gain(float(amplitude_v) / fraction, width_s))
+        compiled = idle and self.scheme == "V/2" and amplitude_v > 0 and kernels.active(ids.size)
         for tile, mine in self._by_tile(ids):
+            if compiled and isinstance(mine, slice):  # ascending ids: one compiled pass
+                self.devices.count_half_selected(
+                    tile.first_device, tile.shape, ids[mine], applied[mine]
+                )
+                continue
             rows, cols = np.divmod(ids[mine] - tile.first_device, tile.shape[1])
             if idle:
                 totals = exposure_totals(

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hil import kernels
 from hil.errors import ConfigError
 from hil.numerics import select
 from simulators.devices.analytic import ConstantStepModel
@@ -162,6 +163,12 @@ class DeviceArray:
         by a loaded state only, never written in between."""
         self._scales_equal = bool(np.array_equal(self._scale_up, self._scale_down))
         self._any_stuck = bool(self._stuck_on.any() or self._stuck_off.any())
+        model = self._model
+        self._constant_unlimited = (
+            type(model) is ConstantStepModel
+            and model.variability.c2c == 0.0
+            and model.endurance is None
+        )
 
     def _apply_stuck(self) -> None:
         self._g[self._stuck_on] = self._hi[self._stuck_on]
@@ -266,6 +273,8 @@ class DeviceArray:
         idx = self._check_idx(device_idx)
         signed = _check_int(counts, idx.size, "counts")
         gain = self._gain(amplitude_v, width_s, idx.size, "amplitude_v")
+        if self._constant_unlimited and kernels.active(idx.size):
+            return self._pulse_constant(idx, signed, gain)
         requested = np.abs(signed)
         allowed = requested
         if self._model.endurance is not None:
@@ -289,6 +298,66 @@ class DeviceArray:
             g_after=self._g[idx],
             effective=effective,
         )
+
+    def _pulse_constant(
+        self, idx: np.ndarray, signed: np.ndarray, gain: np.ndarray
+    ) -> PulseOutcome:
+        """:meth:`apply_pulses` for constant steps without endurance limit, in one compiled
+        loop (:mod:`hil.kernels`): the same conductances, counts and outcome."""
+        model = self._model
+        assert isinstance(model, ConstantStepModel)
+        g_before, g_after, effective = kernels.pulse_constant(
+            self._g,
+            self._pulse_count,
+            (self._lo, self._hi),
+            (self._scale_up, self._scale_up if self._scales_equal else self._scale_down),
+            (self._stuck_on | self._stuck_off) if self._any_stuck else None,
+            idx,
+            signed,
+            gain,
+            (float(model.step_up), float(model.step_down)),
+        )
+        return PulseOutcome(
+            kind="selected",
+            device_idx=idx,
+            requested=signed,
+            applied=signed.copy(),
+            refused=np.zeros(idx.size, dtype=np.int64),
+            g_before=g_before,
+            g_after=g_after,
+            effective=effective,
+        )
+
+    def count_half_selected(
+        self, first: int, shape: tuple[int, int], device_idx: np.ndarray, applied: np.ndarray
+    ) -> None:
+        """Count the V/2 half-select exposures of pulses below threshold on one block.
+
+        What :meth:`count_exposures` counts for the line totals of
+        :func:`simulators.crossbar_scheme.exposure_totals` under V/2, in one compiled pass
+        (:mod:`hil.kernels`; numpy's two calls are the reference). ``device_idx`` (ascending)
+        are devices of the ``shape`` block from ``first``, ``applied`` their signed pulses.
+
+        Raises
+        ------
+        ConfigError
+            Ids not ascending or outside the block, or counts of the wrong shape; nothing
+            is counted then.
+        """
+        n_rows, n_cols = int(shape[0]), int(shape[1])
+        ids = _check_int(device_idx, None, "device_idx")
+        pulses = _check_int(applied, ids.size, "applied")
+        if n_rows < 1 or n_cols < 1 or first < 0 or first + n_rows * n_cols > self._n:
+            raise ConfigError(
+                f"block of {n_rows}x{n_cols} devices from {first} is outside [0, {self._n})"
+            )
+        if ids.size and (ids[0] < first or ids[-1] >= first + n_rows * n_cols):
+            raise ConfigError(
+                f"device_idx must lie in the block [{first}, {first + n_rows * n_cols})"
+            )
+        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            raise ConfigError("device_idx must ascend (distinct devices)")
+        kernels.count_half_selected(self._disturb_count, first, (n_rows, n_cols), ids, pulses)
 
     def disturb(
         self,

@@ -1,0 +1,312 @@
+"""Compiled loops for the per-device passes of a programming step (numba, optional).
+
+A training step at the founding paper's size pulses ~70,000 of 159,040 devices. In numpy
+each stage of that (plan the counts, move the devices, count the half-select exposures) is
+ten to thirty passes over the devices, 20-150 us each; here each stage is one loop, compiled
+by numba. They are the numpy code's arithmetic in the numpy code's order, so every result
+is the same bit for bit (the tests compare the two on random and edge-case inputs); the
+numpy code stays the reference, and the only path where numba is not installed.
+
+The kernels run only for arrays of at least :data:`MIN_DEVICES` elements (below that the
+numpy passes take microseconds and the first call's compilation, ~1 s a kernel before the
+on-disk cache holds it, would dominate a short run). ``HIL_KERNELS=0`` in the environment
+turns them off; :func:`forced` turns them on or off within a block (tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+#: Smallest array (devices, or pulsed devices) for which the compiled loops are used.
+MIN_DEVICES = 32_768
+
+_threshold: float = MIN_DEVICES
+
+
+@cache
+def _numba() -> Any:
+    """The numba module, or None when it is not installed or ``HIL_KERNELS=0``."""
+    if os.environ.get("HIL_KERNELS", "1").strip() == "0":
+        return None
+    try:
+        return importlib.import_module("numba")
+    except ImportError:
+        return None
+
+
+def available() -> bool:
+    """Whether the compiled loops can run (numba installed, not turned off)."""
+    return _numba() is not None
+
+
+def active(size: int) -> bool:
+    """Whether a pass over ``size`` elements should use a compiled loop."""
+    return size >= _threshold and available()
+
+
+@contextmanager
+def forced(on: bool) -> Iterator[None]:
+    """Use the compiled loops for every size (``on``) or for none within the block."""
+    global _threshold
+    before = _threshold
+    _threshold = 0 if on else math.inf
+    try:
+        yield
+    finally:
+        _threshold = before
+
+
+# --- the loops, as plain Python (compiled on first use) ---------------------------------------
+def _plan_open_loop(
+    delta_g: np.ndarray,
+    g: np.ndarray,
+    g_min: float,
+    g_max: float,
+    step_up: float,
+    step_down: float,
+    draws: np.ndarray,
+    max_pulses: int,
+    ids_out: np.ndarray,
+    counts_out: np.ndarray,
+) -> tuple[int, int]:
+    # hil.programming.plan_open_loop, one device at a time: room, clipped magnitude in
+    # steps, stochastic rounding with the device's draw, the cap, the sign. The signs and
+    # the roundings are coin tosses: selects and arithmetic on comparisons, no branches
+    # (a mispredicted branch costs more than the rest of the loop body).
+    n_out = 0
+    capped = 0
+    for k in range(delta_g.size):
+        d = delta_g[k]
+        up = d > 0
+        room = g_max - g[k] if up else g[k] - g_min
+        step = step_up if up else step_down
+        room = room if room >= 0.0 else 0.0  # np.maximum(room, 0.0)
+        magnitude = abs(d)
+        magnitude = magnitude if magnitude <= room else room  # np.minimum(magnitude, room)
+        magnitude = magnitude / step
+        low = np.floor(magnitude)
+        low += draws[k] < magnitude - low
+        count = int(low)
+        over = count > max_pulses
+        capped += int(over)
+        count = max_pulses if over else count
+        ids_out[n_out] = k
+        counts_out[n_out] = count if up else -count
+        n_out += count != 0
+    return n_out, capped
+
+
+def _pulse_constant(
+    g_all: np.ndarray,
+    pulse_count: np.ndarray,
+    lo_all: np.ndarray,
+    hi_all: np.ndarray,
+    scale_up: np.ndarray,
+    scale_down: np.ndarray,
+    stuck: np.ndarray,
+    idx: np.ndarray,
+    signed: np.ndarray,
+    gain: np.ndarray,
+    step_up: float,
+    step_down: float,
+    g_before: np.ndarray,
+    g_after: np.ndarray,
+    effective: np.ndarray,
+) -> None:
+    # simulators.devices.array.DeviceArray.apply_pulses for constant steps and no endurance
+    # limit: every pulse counted; a device moves when it has pulses, gain and is not stuck,
+    # by the increment (scale * gain) * step, then per pulse an addition and a clip
+    # (np.clip: the max, then the min)
+    scalar_gain = gain.size == 1
+    any_stuck = stuck.size > 1
+    for k in range(idx.size):
+        d = idx[k]
+        signed_count = signed[k]
+        n_pulses = abs(signed_count)
+        gain_k = gain[0] if scalar_gain else gain[k]
+        x = g_all[d]
+        g_before[k] = x
+        moves = n_pulses > 0 and gain_k > 0.0 and not (any_stuck and stuck[d])
+        effective[k] = moves
+        pulse_count[d] += n_pulses
+        if moves:
+            if signed_count > 0:
+                increment = scale_up[d] * gain_k
+                increment = increment * step_up
+            else:
+                increment = scale_down[d] * gain_k
+                increment = increment * -step_down
+            lo = lo_all[d]
+            hi = hi_all[d]
+            for _ in range(n_pulses):
+                x = x + increment
+                x = x if x > lo else lo
+                x = x if x < hi else hi
+            g_all[d] = x
+        g_after[k] = x
+
+
+def _copy_changed(
+    g: np.ndarray, candidates: np.ndarray, values: np.ndarray, changed: np.ndarray
+) -> int:
+    # simulators.bench.SimulatedBench._sync_conductances: write the values that differ,
+    # list their devices in order
+    n_changed = 0
+    for k in range(candidates.size):
+        d = candidates[k]
+        differs = values[k] != g[d]
+        changed[n_changed] = d
+        n_changed += differs
+        g[d] = values[k] if differs else g[d]
+    return n_changed
+
+
+def _count_half_selected(
+    disturb: np.ndarray,
+    first: int,
+    n_rows: int,
+    n_cols: int,
+    ids: np.ndarray,
+    applied: np.ndarray,
+    per_row: np.ndarray,
+    per_col: np.ndarray,
+) -> None:
+    # crossbar_scheme.exposure_totals then DeviceArray.count_exposures under V/2: device
+    # (i, j) sees the pulses of row i and column j but its own, twice (integers: any order)
+    for k in range(ids.size):
+        position = ids[k] - first
+        row = position // n_cols
+        pulses = abs(applied[k])
+        per_row[row] += pulses
+        per_col[position - row * n_cols] += pulses
+    for i in range(n_rows):
+        line = first + i * n_cols
+        for j in range(n_cols):
+            disturb[line + j] += per_row[i] + per_col[j]
+    for k in range(ids.size):
+        disturb[ids[k]] -= 2 * abs(applied[k])
+
+
+@cache
+def _compiled() -> dict[str, Any]:
+    numba = _numba()
+    assert numba is not None, "compiled loops asked for without numba"
+    # no fastmath: IEEE arithmetic in the written order, so the numpy code's bits
+    jit = numba.njit(cache=True, nogil=True)
+    return {
+        f.__name__: jit(f)
+        for f in (_plan_open_loop, _pulse_constant, _copy_changed, _count_half_selected)
+    }
+
+
+# --- the entry points -------------------------------------------------------------------------
+def plan_open_loop(
+    delta_g: np.ndarray,
+    g: np.ndarray,
+    g_bounds: tuple[float, float],
+    steps: tuple[float, float],
+    draws: np.ndarray,
+    max_pulses: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Open-loop pulse counts: ``(ids, signed counts, capped)`` of
+    :func:`hil.programming.plan_open_loop` (arguments as there; ``steps`` is
+    ``(step_up, step_down)`` in S, ``draws`` the uniform draws of its stochastic rounding).
+    """
+    n = delta_g.size
+    ids = np.empty(n, dtype=np.int64)
+    counts = np.empty(n, dtype=np.int64)
+    n_out, capped = _compiled()["_plan_open_loop"](
+        delta_g,
+        g,
+        float(g_bounds[0]),
+        float(g_bounds[1]),
+        float(steps[0]),
+        float(steps[1]),
+        draws,
+        int(max_pulses),
+        ids,
+        counts,
+    )
+    return ids[:n_out].copy(), counts[:n_out].copy(), int(capped)
+
+
+def pulse_constant(
+    g: np.ndarray,
+    pulse_count: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+    scales: tuple[np.ndarray, np.ndarray],
+    stuck: np.ndarray | None,
+    idx: np.ndarray,
+    signed: np.ndarray,
+    gain: np.ndarray,
+    steps: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Constant-step pulses on ``g`` and ``pulse_count`` in place: the values of
+    ``DeviceArray.apply_pulses`` for a device without endurance limit or random steps.
+
+    ``bounds``, ``scales`` (up, down) and ``stuck`` (or None: no device stuck) are per
+    device; ``idx`` (distinct), ``signed`` and ``gain`` (maybe a broadcast scalar) per
+    pulsed device; ``steps`` the model's ``(step_up, step_down)``. Returns ``(g_before,
+    g_after, effective)`` per pulsed device.
+    """
+    n = idx.size
+    g_before, g_after = np.empty(n), np.empty(n)
+    effective = np.empty(n, dtype=np.bool_)
+    gain = np.ascontiguousarray(gain[:1] if gain.strides == (0,) else gain, dtype=np.float64)
+    _compiled()["_pulse_constant"](
+        g,
+        pulse_count,
+        bounds[0],
+        bounds[1],
+        scales[0],
+        scales[1],
+        np.zeros(1, np.bool_) if stuck is None else stuck,
+        np.ascontiguousarray(idx, dtype=np.int64),
+        np.ascontiguousarray(signed, dtype=np.int64),
+        gain,
+        float(steps[0]),
+        float(steps[1]),
+        g_before,
+        g_after,
+        effective,
+    )
+    return g_before, g_after, effective
+
+
+def copy_changed(g: np.ndarray, candidates: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Write ``values`` into ``g[candidates]`` where they differ; the devices that changed
+    (ascending when ``candidates`` ascend)."""
+    changed = np.empty(candidates.size, dtype=np.int64)
+    n = _compiled()["_copy_changed"](
+        g,
+        np.ascontiguousarray(candidates, dtype=np.int64),
+        np.ascontiguousarray(values, dtype=np.float64),
+        changed,
+    )
+    return changed[:n].copy()
+
+
+def count_half_selected(
+    disturb: np.ndarray, first: int, shape: tuple[int, int], ids: np.ndarray, applied: np.ndarray
+) -> None:
+    """Count the V/2 half-select exposures of pulses ``applied`` to ``ids`` (distinct
+    devices of the tile of ``shape`` whose device (0, 0) is ``first``) in ``disturb``."""
+    n_rows, n_cols = int(shape[0]), int(shape[1])
+    _compiled()["_count_half_selected"](
+        disturb,
+        int(first),
+        n_rows,
+        n_cols,
+        np.ascontiguousarray(ids, dtype=np.int64),
+        np.ascontiguousarray(applied, dtype=np.int64),
+        np.zeros(n_rows, dtype=np.int64),
+        np.zeros(n_cols, dtype=np.int64),
+    )
