@@ -2,8 +2,9 @@
 # Install the Debian packages the project needs when they are missing (as root only).
 # libngspice0: ngspice's shared library, loaded by simulators/spice through ctypes.
 # dataset-fashion-mnist: Fashion-MNIST in IDX files, the real-data test of the IDX loader.
+# chromium, chromium-driver: the headless browser the dashboard's tests drive with selenium.
 set -euo pipefail
-needed=(libngspice0 dataset-fashion-mnist)
+needed=(libngspice0 dataset-fashion-mnist chromium chromium-driver)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

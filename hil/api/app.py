@@ -20,7 +20,7 @@ from hil.api.auth import TokenTable
 from hil.api.body_limit import BodyLimit
 from hil.api.errors import install_error_handlers
 from hil.api.pool import BenchFactory, BenchPool, load_bench_configs
-from hil.api.routers import benches, health, runs, sweeps
+from hil.api.routers import benches, configs, dashboard, health, runs, sweeps
 from hil.api.services import Services
 from hil.api.settings import Settings
 from hil.api.training import RunManager
@@ -87,7 +87,14 @@ def create_app(settings: Settings, *, bench_factory: BenchFactory = build_bench)
     app.state.safe_states = {}
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for router in (health.router, benches.router, runs.router, sweeps.router):
+    for router in (
+        health.router,
+        benches.router,
+        runs.router,
+        sweeps.router,
+        configs.router,
+        dashboard.router,
+    ):
         app.include_router(router)
     return app
 

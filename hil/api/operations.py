@@ -8,8 +8,9 @@ applies nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -250,9 +251,32 @@ def run_out(runs: RunManager, reads: RunStore, record: RunRecord) -> RunOut:
 
 
 def pulse_counts_out(runs: RunManager, reads: RunStore, run_id: str) -> PulseCountsOut:
-    """A run's pulse counters at its last checkpoint."""
-    runs.record(run_id, reads)
+    """A run's pulse counters at its last checkpoint, with its devices' endurance."""
+    record = runs.record(run_id, reads)
     counts = reads.pulse_counts(run_id)
     return PulseCountsOut(
-        run=run_id, total=int(np.abs(counts).sum()), n_devices=len(counts), counts=counts.tolist()
+        run=run_id,
+        total=int(np.abs(counts).sum()),
+        n_devices=len(counts),
+        counts=counts.tolist(),
+        endurance=device_endurance(record.config),
     )
+
+
+def device_endurance(config: Mapping[str, Any]) -> int | None:
+    """The endurance (selected pulses per device) a run config gives its device model.
+
+    The simulated device model of a ``simulated`` bench, or the physics of an emulated lab,
+    takes it from ``device.overrides.endurance`` (no preset sets one); a physical lab bench
+    has none configured. None: no limit.
+    """
+    bench = config.get("bench")
+    if not isinstance(bench, Mapping):
+        return None
+    section: Any = bench
+    if bench.get("kind", "simulated") != "simulated":
+        emulate = bench.get("emulate")
+        section = emulate.get("physics") if isinstance(emulate, Mapping) else None
+    for key in ("device", "overrides", "endurance"):
+        section = section.get(key) if isinstance(section, Mapping) else None
+    return section if isinstance(section, int) and not isinstance(section, bool) else None

@@ -298,6 +298,19 @@ class PulseCountsOut(BaseModel):
     total: int
     n_devices: int
     counts: list[int]
+    endurance: int | None = Field(
+        None,
+        description="selected pulses a device takes before it wears out, from the run's "
+        "device model config (None: no limit configured)",
+    )
+
+
+class ConfigsOut(BaseModel):
+    """The configs a run may name besides the server's benches and files under its config
+    folder."""
+
+    shipped: list[str] = Field(description="names of the configs shipped with the package")
+    benches: list[str] = Field(description="this server's benches (each names its own config)")
 
 
 # --- sweeps ---------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_compiled_plan_is_the_numpy_plan(steps):
         g[:2] = 0.5 * (G_MIN + G_MAX)
         seed = int(rng.integers(1 << 30))
 
-        def plan() -> tuple[Any, float]:
+        def plan(delta_g=delta_g, g=g, seed=seed) -> tuple[Any, float]:
             draws = np.random.default_rng(seed)
             result = plan_open_loop(delta_g, g, (G_MIN, G_MAX), cal, 50, draws)
             return result, draws.random()  # the same draws used

@@ -85,6 +85,12 @@ def run_metrics(_: Reader, run_id: str, services: ServicesDep) -> list[EpochOut]
     return [EpochOut.model_validate(r) for r in services.reads.metrics(run_id)]
 
 
+@router.get("/{run_id}/config")
+def run_config(_: Reader, run_id: str, services: ServicesDep) -> dict[str, Any]:
+    """The run's resolved config, as recorded (what a resume uses)."""
+    return services.runs.record(run_id, services.reads).config
+
+
 @router.get("/{run_id}/conductances", responses=BUSY)
 def run_conductances(_: Reader, run_id: str, services: ServicesDep) -> ConductancesOut:
     """The run's latest conductances per tile (its checkpoint's, else its bench's)."""

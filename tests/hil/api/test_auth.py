@@ -35,6 +35,7 @@ ROUTES = [
     ("GET", "/runs", "read"),
     ("GET", "/runs/{run_id}", "read"),
     ("GET", "/runs/{run_id}/metrics", "read"),
+    ("GET", "/runs/{run_id}/config", "read"),
     ("GET", "/runs/{run_id}/conductances", "read"),
     ("GET", "/runs/{run_id}/pulse-counts", "read"),
     ("POST", "/runs/{run_id}/stop", "operate"),
@@ -45,6 +46,7 @@ ROUTES = [
     ("GET", "/sweeps/{sweep_id}", "read"),
     ("POST", "/sweeps/{sweep_id}/stop", "operate"),
     ("GET", "/sweeps/{sweep_id}/events", "read"),
+    ("GET", "/configs", "read"),
 ]
 BELOW = {"read": "none", "operate": "read", "admin": "operate"}
 
