@@ -178,9 +178,12 @@ def build_data(config: RunConfig) -> Dataset:
     return data
 
 
-def build_estimator(config: TrainingConfig) -> EqProp:
-    """The EqProp gradient estimator of a training config."""
-    return EqProp(config.beta, config.variant, config.target_amplitude)
+def build_estimator(config: TrainingConfig, network: Network) -> EqProp:
+    """The EqProp gradient estimator of a training config on ``network`` (``beta`` is the
+    dimensionless nudge: docs/learning.md)."""
+    return EqProp.for_network(
+        network, config.beta, config.variant, config.target_amplitude, config.max_nudge_error
+    )
 
 
 def build_programmer(bench: Bench, config: TrainingConfig, rng: np.random.Generator) -> Programmer:
@@ -199,7 +202,7 @@ def build_trainer(
     rng = np.random.default_rng(config.seed)
     return Trainer(
         bench,
-        build_estimator(config),
+        build_estimator(config, bench.network),
         build_programmer(bench, config, rng),
         data,
         Schedule(

@@ -7,9 +7,10 @@ the gradient of the loss with respect to that device's conductance.
 Notes
 -----
 The circuit minimises the energy ``E = sum_d w_d G_d dV_d^2 / 2 + ...`` (weights ``w_d`` from
-:class:`hil.network.Network`). Injecting a current ``I = beta_S (y - o) / w_out`` into the +
-node of every output pair (and ``-I`` into the - node) minimises ``F = E + beta_S C`` to first
-order, with ``C = sum_k (o_k - y_k)^2 / 2`` and ``beta_S = beta * g_ref`` (siemens). Then::
+:class:`hil.network.Network`). Injecting a current ``I = beta_S e / w_out`` into the + node
+of every output pair (and ``-I`` into the - node), ``e = y - o`` the error of the pair,
+minimises ``F = E + beta_S C`` to first order, with ``C = sum_k (o_k - y_k)^2 / 2`` and
+``beta_S = beta * g_ref`` (siemens). Then::
 
     dC/dG_d = w_d (dV_d(+beta)^2 - dV_d(-beta)^2) / (4 beta_S)      (centered)
     dC/dG_d = w_d (dV_d(+beta)^2 - dV_d(0)^2) / (2 beta_S)          (positive)
@@ -18,6 +19,16 @@ order, with ``C = sum_k (o_k - y_k)^2 / 2`` and ``beta_S = beta * g_ref`` (sieme
 The currents are computed once from the free-phase outputs, as an SMU sourcing a fixed
 current would apply them. Gradients are returned with respect to ``g = G / g_ref``
 (dimensionless), so that learning rates do not depend on the conductance scale.
+
+A training config gives ``beta`` dimensionless (:meth:`EqProp.for_network`): the fraction
+of the way the nudge moves the outputs towards their targets. The pair's output moves by
+``2 I / G_out`` while the lines driving it hold (``G_out``, the nominal conductance of an
+output node, :attr:`hil.network.Network.output_conductance`), so ``beta_S = beta * w_out *
+G_out / 2``: the nudge is the same in volts at any width and amplifier gain, and its
+current ``beta * G_out * e / 2`` no longer grows as ``A^2`` per amplifier. With
+``max_error`` the error is clipped (a Huber cost, :meth:`EqProp.cost`), which bounds the
+current by ``beta * G_out * max_error / 2``; run configs refuse a nudge whose bound exceeds
+the bench's ``max_nudge_current`` (docs/learning.md).
 
 When the drops of both phases are the network's drops of the measured node voltages (every
 bench here), the batch mean of ``dV_high^2 - dV_low^2`` over a tile is computed from the
@@ -70,8 +81,10 @@ class EqProp:
     Parameters
     ----------
     beta : float
-        Nudge strength, relative to ``g_ref`` (the physical nudge conductance is
-        ``beta * g_ref`` siemens).
+        Nudge strength in energy units, relative to ``g_ref``: the nudge minimises
+        ``E + beta * g_ref * C`` (module Notes). :meth:`for_network` takes the
+        dimensionless nudge a training config gives (the fraction of the way the outputs
+        move towards their targets) and sets this for a network.
     variant : ``"centered"``, ``"positive"`` or ``"negative"``
     target_amplitude : float
         The target ``y`` is this many volts on the correct class's pair, 0 V on the others.
@@ -80,6 +93,16 @@ class EqProp:
     blas_threads : int or None
         Threads BLAS may use during :meth:`estimate` (settles and gradient); None leaves
         BLAS as it is. One by default: the products are small (see :mod:`hil.numerics`).
+    max_error : float or None
+        Errors ``|y - o|`` beyond this (V) are nudged as if they were this large: the cost
+        is then the Huber cost of :meth:`cost` (quadratic within ``max_error``, linear
+        beyond), and the nudge currents are bounded (:meth:`max_nudge_current`). None: the
+        squared error everywhere, unbounded currents.
+
+    Attributes
+    ----------
+    fraction : float or None
+        The dimensionless nudge :meth:`for_network` was given (None when built directly).
     """
 
     def __init__(
@@ -89,16 +112,46 @@ class EqProp:
         target_amplitude: float = 1.0,
         g_ref: float | None = None,
         blas_threads: int | None = DEFAULT_BLAS_THREADS,
+        max_error: float | None = None,
     ) -> None:
-        if beta <= 0:
+        if not beta > 0:
             raise ConfigError(f"beta must be > 0, got {beta}")
         if variant not in VARIANTS:
             raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        if max_error is not None and not max_error > 0:
+            raise ConfigError(f"max_error must be > 0 V, got {max_error}")
         self.beta = beta
         self.variant = variant
         self.target_amplitude = target_amplitude
         self.g_ref = g_ref
         self.blas_threads = blas_threads
+        self.max_error = max_error
+        self.fraction: float | None = None
+
+    @classmethod
+    def for_network(
+        cls,
+        network: Network,
+        beta: float,
+        variant: Variant = "centered",
+        target_amplitude: float = 1.0,
+        max_error: float | None = None,
+        blas_threads: int | None = DEFAULT_BLAS_THREADS,
+    ) -> EqProp:
+        """The estimator whose nudge moves ``network``'s outputs ``beta`` of the way to
+        their targets (linearised, at the nominal conductance; docs/learning.md).
+
+        ``beta`` is dimensionless and means the same at any width, depth and amplifier
+        gain: the nudge conductance is ``beta * G_out / 2`` on each node of a pair
+        (:attr:`Network.output_conductance`), whatever the output layer's energy weight.
+        """
+        if not beta > 0:
+            raise ConfigError(f"beta must be > 0, got {beta}")
+        g_ref = network.g_bounds[1]
+        raw = nudge_beta(network, beta)
+        estimator = cls(raw, variant, target_amplitude, g_ref, blas_threads, max_error)
+        estimator.fraction = beta
+        return estimator
 
     def targets(self, labels: np.ndarray, n_classes: int) -> np.ndarray:
         """One-hot targets (B, classes) in volts."""
@@ -111,13 +164,42 @@ class EqProp:
         """Squared error ``sum_k (o_k - y_k)^2 / 2`` per sample (V^2), shape (B,)."""
         return 0.5 * np.sum((outputs - targets) ** 2, axis=1)
 
+    def cost(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """The cost the nudge descends, per sample (V^2), shape (B,).
+
+        :meth:`loss` without ``max_error``; with it the Huber cost
+        ``sum_k h(o_k - y_k)``, ``h(e) = e^2 / 2`` for ``|e| <= m`` and
+        ``m |e| - m^2 / 2`` beyond (``m = max_error``), whose derivative is the clipped
+        error. The two agree wherever every error is within ``max_error``.
+        """
+        if self.max_error is None:
+            return self.loss(outputs, targets)
+        m = self.max_error
+        e = np.abs(outputs - targets)
+        return np.sum(np.where(e <= m, 0.5 * e**2, m * e - 0.5 * m**2), axis=1)
+
     def nudge_currents(
         self, bench: Bench, free_outputs: np.ndarray, targets: np.ndarray, sign: float
     ) -> np.ndarray:
-        """Currents (B, 2*classes) that nudge the outputs towards the targets (A)."""
+        """Currents (B, 2*classes) that nudge the outputs towards the targets (A).
+
+        ``sign * beta * g_ref * e / w_out`` on each pair, ``e = y - o`` clipped to
+        ``+-max_error``: never more than :meth:`max_nudge_current` in magnitude.
+        """
         net = bench.network
         beta_s = sign * self.beta * self._g_ref(bench)
-        return net.pair_currents(beta_s * (targets - free_outputs) / net.output_weight)
+        error = targets - free_outputs
+        if self.max_error is not None:
+            error = np.clip(error, -self.max_error, self.max_error)
+        return net.pair_currents(beta_s * error / net.output_weight)
+
+    def max_nudge_current(self, network: Network) -> float:
+        """The largest |current| :meth:`nudge_currents` can ask for on ``network`` (A);
+        infinite without ``max_error``."""
+        if self.max_error is None:
+            return float("inf")
+        g_ref = self.g_ref if self.g_ref is not None else network.g_bounds[1]
+        return self.beta * g_ref * self.max_error / network.output_weight
 
     def _g_ref(self, bench: Bench) -> float:
         return self.g_ref if self.g_ref is not None else bench.network.g_bounds[1]
@@ -249,3 +331,20 @@ def _derived_from(measurement: Measurement, network: Network) -> bool:
     """Whether a measurement's drops are ``network.drops`` of its node voltages."""
     source = measurement.network
     return source is network or (source is not None and source.spec == network.spec)
+
+
+def nudge_beta(network: Network, beta: float) -> float:
+    """The energy-unit ``beta`` (relative to ``g_max``) of a dimensionless nudge ``beta``.
+
+    A current ``I = beta_S e / w_out`` into the + node of a pair (and ``-I`` into the -
+    node) moves ``o = V+ - V-`` by ``2 I / G_out`` while the driving lines hold, so the
+    nudge moves the output ``beta`` of the way to its target when
+    ``beta_S = beta * w_out * G_out / 2`` (docs/learning.md).
+    """
+    return beta * network.output_weight * network.output_conductance / (2 * network.g_bounds[1])
+
+
+def nudge_current_bound(network: Network, beta: float, max_error: float) -> float:
+    """The largest nudge current (A) a dimensionless ``beta`` asks for on ``network`` when
+    errors are clipped at ``max_error`` volts: ``beta * G_out * max_error / 2``."""
+    return beta * network.output_conductance * max_error / 2

@@ -362,6 +362,24 @@ class Network:
         """Energy weight of the output layer."""
         return self.layers[-1].weight
 
+    @property
+    def nominal_conductance(self) -> float:
+        """Mean of the initial conductance distribution (S): the middle of the range, or
+        ``g_min + g_init * (g_max - g_min)`` for a fixed fraction."""
+        lo, hi = self.g_bounds
+        frac = 0.5 if self.spec.g_init == "uniform" else self.spec.g_init
+        return lo + frac * (hi - lo)
+
+    @property
+    def output_conductance(self) -> float:
+        """Nominal conductance from one output node to the lines that drive it (S).
+
+        The rows of the last tile (previous layer's lines and the tile's bias sources) times
+        :attr:`nominal_conductance`: the conductance a current injected into an output node
+        sees while the lines hold (docs/learning.md).
+        """
+        return self.tiles[-1].shape[0] * self.nominal_conductance
+
     def describe(self) -> str:
         """One line: layer sizes, devices, diode model, amplifiers."""
         sizes = "-".join(str(s) for s in [2 * self.n_inputs, *self.spec.hidden, self.n_classes])

@@ -24,6 +24,7 @@ from hil.data import Dataset
 from hil.eqprop import EqProp
 from hil.errors import ConfigError
 from hil.events import EpochFinished, EpochMetrics, Event, Listener, PulseNotes, StepFinished
+from hil.network import Network
 from hil.programming import Programmer
 
 #: Samples per settle when evaluating (a simulated bench settles them at once).
@@ -39,7 +40,9 @@ class Schedule:
     epochs : int
     batch_size : int
     learning_rate : float
-        ``dG = -learning_rate * g_ref * gradient`` (dimensionless, see hil.eqprop).
+        The RMS conductance step of every layer (tile) per training step, as a fraction of
+        ``g_max - g_min``: each tile's gradient is divided by its own RMS
+        (:func:`layer_normalised_update`, docs/learning.md).
     learning_rate_decay : float
         Multiplies the learning rate after every epoch.
     resync_every : int
@@ -55,6 +58,48 @@ class Schedule:
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate of a 1-based epoch."""
         return self.learning_rate * self.learning_rate_decay ** (epoch - 1)
+
+
+def layer_normalised_update(
+    network: Network, gradient: np.ndarray, learning_rate: float
+) -> np.ndarray:
+    """The conductance update (S) of one step: steepest descent, per layer of fixed length.
+
+    Each tile's gradient is divided by its RMS over the tile's devices, so that the tile's
+    update has an RMS of ``learning_rate * (g_max - g_min)`` whatever the width, the depth,
+    the amplifier gains (the energy weights) and the nudge::
+
+        dG_d = -learning_rate * (g_max - g_min) * grad_d / rms_t(grad)
+
+    The rule stays local: a device's update is its own gradient (its own drops) times one
+    scalar per tile. A tile whose gradient is exactly zero is left as it is; one holding
+    NaN or infinity gets NaN, which the programmer refuses (nothing is applied).
+
+    Parameters
+    ----------
+    network : Network
+    gradient : ndarray, shape (n_devices,)
+        ``dC/dg`` of every device (any common scale: only its direction per tile counts).
+    learning_rate : float
+        RMS step per tile, as a fraction of the conductance range.
+
+    Returns
+    -------
+    ndarray, shape (n_devices,)
+        ``dG`` (S).
+    """
+    gradient = np.asarray(gradient, dtype=float)
+    lo, hi = network.g_bounds
+    out = np.zeros(network.n_devices)
+    for tile in network.tiles:
+        g = gradient[tile.devices]
+        scale = float(np.max(np.abs(g))) if g.size else 0.0
+        if not np.isfinite(scale):
+            out[tile.devices] = np.nan
+        elif scale > 0:
+            rms = scale * float(np.sqrt(np.mean((g / scale) ** 2)))  # no overflow of g^2
+            out[tile.devices] = (-learning_rate * (hi - lo) / rms) * g
+    return out
 
 
 class Trainer:
@@ -183,7 +228,7 @@ class Trainer:
         result = self.estimator.estimate(
             self.bench, net.encode_inputs(self.data.x_train[idx]), labels
         )
-        report = programmer.apply(-lr * net.g_bounds[1] * result.gradient)
+        report = programmer.apply(layer_normalised_update(net, result.gradient, lr))
         p.step += 1
         p.pulses += report.pulses
         p.refused += report.refused

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hil.config.lab import LabBenchConfig
 from hil.config.simulated import SimulatedBenchConfig
 from hil.data import DataConfig, Dataset
+from hil.eqprop import nudge_current_bound
 from hil.errors import ConfigError
-from hil.network import NetworkSpec
+from hil.network import Network, NetworkSpec
 from hil.programming import ProgrammingConfig
 from hil.schema import MAX_COUNT, MAX_SEED, RUN_NAME, Schema
 from hil.vocabulary import Variant
@@ -35,11 +36,22 @@ class TrainingConfig(Schema):
     epochs : int
     batch_size : int
     learning_rate : float
-        ``dG = -learning_rate * g_ref**2 * dC/dG`` (dimensionless, see hil.eqprop).
+        RMS conductance step of every layer per training step, as a fraction of
+        ``g_max - g_min`` (in (0, 1]): each layer's EqProp gradient is divided by its RMS
+        (``hil.trainer.layer_normalised_update``), so the value means the same at any
+        width, depth, amplifier gain and nudge (docs/learning.md). 0.008 is 8 pulses RMS
+        per device per step on a 1000-state device.
     learning_rate_decay : float
         Multiplies the learning rate after every epoch.
     beta : float
-        Nudge strength relative to ``g_ref`` (the network's g_max).
+        Dimensionless nudge: the fraction of the way the nudged outputs move towards their
+        targets (linearised, at the nominal conductance), whatever the width, depth or
+        amplifier gain (``hil.eqprop.EqProp.for_network``, docs/learning.md).
+    max_nudge_error : float
+        Output errors ``|y - o|`` beyond this (V) are nudged as this: the cost is the Huber
+        cost, and the nudge current can never exceed
+        ``beta * G_out * max_nudge_error / 2``, which must be within the bench's
+        ``limits.max_nudge_current`` (checked when the config is validated).
     variant : ``"centered"``, ``"positive"`` or ``"negative"``
     target_amplitude : float
         Target differential output of the correct class (V); 0 V for the others.
@@ -57,15 +69,27 @@ class TrainingConfig(Schema):
 
     epochs: int = Field(10, gt=0, le=100_000)
     batch_size: int = Field(16, gt=0, le=MAX_COUNT)
-    learning_rate: float = Field(0.05, gt=0, le=1e6)
+    learning_rate: float = Field(0.008, gt=0)
     learning_rate_decay: float = Field(1.0, gt=0, le=1)
     beta: float = Field(0.5, gt=0, le=1e3)
     variant: Variant = "centered"
+    max_nudge_error: float = Field(1.0, gt=0, le=1e3)
     target_amplitude: float = Field(1.0, gt=0, le=1e3)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     resync_every: int = Field(0, ge=0, le=MAX_COUNT)
     checkpoint_every: int = Field(0, ge=0, le=MAX_COUNT)
     programming: ProgrammingConfig = Field(default_factory=ProgrammingConfig)
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _step_fraction(cls, value: float) -> float:
+        if value > 1.0:
+            raise ValueError(
+                f"{value:g} is above 1: learning_rate is the RMS step of a layer per training "
+                "step as a fraction of the conductance range (docs/learning.md); configs "
+                "written for the old unnormalised rate (e.g. 20) want about 0.008"
+            )
+        return value
 
 
 class RunConfig(Schema):
@@ -89,6 +113,22 @@ class RunConfig(Schema):
         if isinstance(value, dict) and "kind" not in value:
             return {"kind": "simulated", **value}  # `kind` may be left out of simulated benches
         return value
+
+    @model_validator(mode="after")
+    def _nudge_within_limits(self) -> RunConfig:
+        training, limit = self.training, self.bench.limits.max_nudge_current
+        network = Network(self.network)
+        worst = nudge_current_bound(network, training.beta, training.max_nudge_error)
+        if worst > limit:
+            most = limit / (network.output_conductance * training.max_nudge_error / 2)
+            raise ValueError(
+                f"training.beta {training.beta:g} with training.max_nudge_error "
+                f"{training.max_nudge_error:g} V asks for nudge currents up to {worst:.3g} A "
+                f"(output conductance {network.output_conductance:.3g} S), above "
+                f"bench.limits.max_nudge_current ({limit:g} A): lower training.beta to at "
+                f"most {most:.3g} or training.max_nudge_error, or raise the limit"
+            )
+        return self
 
     def check_fits(self, data: Dataset) -> None:
         """Raise ConfigError unless the network's inputs and outputs fit the data."""

@@ -86,3 +86,67 @@ def test_bad_parameters():
         EqProp(beta=0.0)
     with pytest.raises(ConfigError, match="variant"):
         EqProp(beta=0.1, variant="sideways")
+
+
+def finite_difference_cost_gradient(bench, eqprop, inputs, labels):
+    """dC/dg of the estimator's own cost (Huber with max_error) by central differences."""
+    net = bench.network
+    targets = eqprop.targets(labels, net.n_classes)
+    g = bench.circuit.conductances
+    g_ref = net.g_bounds[1]
+    h = 1e-4 * g_ref
+    grad = np.zeros(net.n_devices)
+
+    def cost():
+        bench.engine.update_conductances()
+        out = bench.engine.solve(bench.circuit.source_voltages(inputs)).layers[-1]
+        return eqprop.cost(out[:, 0::2] - out[:, 1::2], targets).mean()
+
+    for d in range(net.n_devices):
+        g0 = g[d]
+        g[d] = g0 + h
+        up = cost()
+        g[d] = g0 - h
+        down = cost()
+        g[d] = g0
+        grad[d] = (up - down) / (2 * h) * g_ref
+    bench.engine.update_conductances()
+    return grad
+
+
+@pytest.mark.parametrize("model", ["ideal", "shockley"])
+@pytest.mark.parametrize("amplifier", [None, 4.0])
+def test_dimensionless_beta_still_gives_the_exact_gradient(model, amplifier):
+    """for_network only rescales the nudge: the estimate is still dC/dg, here of a Huber
+    cost whose clip (max_error) some of the errors exceed."""
+    net = Network(small_spec(model, amplifier, input_gain=6.0))
+    bench = SimulatedBench(net, seed=3)
+    rng = np.random.default_rng(0)
+    inputs = net.encode_inputs(rng.uniform(0, 1, (4, net.n_inputs)))
+    labels = rng.integers(0, net.n_classes, 4)
+    eqprop = EqProp.for_network(net, 1e-3, target_amplitude=0.5, max_error=0.3)
+    y = eqprop.targets(labels, net.n_classes)
+    errors = np.abs(y - bench.settle(inputs).outputs)
+    assert np.any(errors > 0.3) and np.any(errors < 0.3)  # both branches of the cost
+    estimate = eqprop.estimate(bench, inputs, labels).gradient
+    exact = finite_difference_cost_gradient(bench, eqprop, inputs, labels)
+    assert cosine(estimate, exact) >= 0.999
+    np.testing.assert_allclose(np.linalg.norm(estimate), np.linalg.norm(exact), rtol=2e-3)
+
+
+def test_huber_cost_is_the_squared_error_within_the_clip():
+    eqprop = EqProp(0.5, max_error=0.5)
+    y = np.array([[0.5, 0.0, 0.0]])
+    near = np.array([[0.3, 0.2, -0.1]])
+    np.testing.assert_allclose(eqprop.cost(near, y), EqProp.loss(near, y))
+    far = np.array([[0.5, 2.0, 0.0]])  # one error of 2 V: 0.5 * 2 - 0.5**2 / 2
+    np.testing.assert_allclose(eqprop.cost(far, y), [0.875])
+    assert EqProp(0.5).max_nudge_current(Network(small_spec())) == float("inf")
+
+
+def test_for_network_refuses_a_bad_nudge():
+    net = Network(small_spec())
+    with pytest.raises(ConfigError, match="beta"):
+        EqProp.for_network(net, 0.0)
+    with pytest.raises(ConfigError, match="max_error"):
+        EqProp.for_network(net, 0.5, max_error=-1.0)
