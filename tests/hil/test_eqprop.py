@@ -10,8 +10,10 @@ from simulators.bench import SimulatedBench
 from tests.networks import small_spec
 
 
-def finite_difference_gradient(bench, eqprop, inputs, labels):
-    """dC/dg by central differences of re-solved free equilibria (independent of EqProp)."""
+def finite_difference_gradient(bench, eqprop, inputs, labels, cost=None):
+    """dC/dg by central differences of re-solved free equilibria (independent of EqProp);
+    C is the squared error ``eqprop.loss`` unless another ``cost(outputs, targets)``."""
+    cost = cost or eqprop.loss
     net = bench.network
     targets = eqprop.targets(labels, net.n_classes)
     g = bench.circuit.conductances
@@ -22,7 +24,7 @@ def finite_difference_gradient(bench, eqprop, inputs, labels):
     def loss():
         bench.engine.update_conductances()
         out = bench.engine.solve(bench.circuit.source_voltages(inputs)).layers[-1]
-        return eqprop.loss(out[:, 0::2] - out[:, 1::2], targets).mean()
+        return cost(out[:, 0::2] - out[:, 1::2], targets).mean()
 
     for d in range(net.n_devices):
         g0 = g[d]
@@ -90,28 +92,7 @@ def test_bad_parameters():
 
 def finite_difference_cost_gradient(bench, eqprop, inputs, labels):
     """dC/dg of the estimator's own cost (Huber with max_error) by central differences."""
-    net = bench.network
-    targets = eqprop.targets(labels, net.n_classes)
-    g = bench.circuit.conductances
-    g_ref = net.g_bounds[1]
-    h = 1e-4 * g_ref
-    grad = np.zeros(net.n_devices)
-
-    def cost():
-        bench.engine.update_conductances()
-        out = bench.engine.solve(bench.circuit.source_voltages(inputs)).layers[-1]
-        return eqprop.cost(out[:, 0::2] - out[:, 1::2], targets).mean()
-
-    for d in range(net.n_devices):
-        g0 = g[d]
-        g[d] = g0 + h
-        up = cost()
-        g[d] = g0 - h
-        down = cost()
-        g[d] = g0
-        grad[d] = (up - down) / (2 * h) * g_ref
-    bench.engine.update_conductances()
-    return grad
+    return finite_difference_gradient(bench, eqprop, inputs, labels, eqprop.cost)
 
 
 @pytest.mark.parametrize("model", ["ideal", "shockley"])
