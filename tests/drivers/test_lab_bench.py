@@ -303,8 +303,10 @@ def test_short_training_follows_the_simulated_bench():
         lab.close()
     sim_history = build_trainer(twin, config.training, data).fit()
     g_sim = twin.read_conductances()
-    assert abs(lab_history[-1].test_accuracy - sim_history[-1].test_accuracy) <= 0.01
-    assert abs(lab_history[-1].train_accuracy - sim_history[-1].train_accuracy) <= 0.01
+    # at most one of the 100 test samples and one of the 160 training samples apart
+    test_gap = abs(lab_history[-1].test_accuracy - sim_history[-1].test_accuracy) * 100
+    train_gap = abs(lab_history[-1].train_accuracy - sim_history[-1].train_accuracy) * 160
+    assert round(test_gap) <= 1 and round(train_gap) <= 1
     moved = np.abs(g_sim - physics_start(config)) > 0
     # ADC quantisation flips a few stochastic roundings; the trajectories stay together
     assert np.mean(np.abs(g_lab - g_sim)[moved]) < 0.05 * np.mean(

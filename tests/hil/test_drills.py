@@ -127,9 +127,9 @@ def test_resume_refuses_a_changed_config_and_accepts_more_epochs(tmp_path):
     refused = hil("train", str(config), "--resume", str(out), "--seed", "1")
     assert refused.returncode == 2
     assert "training.seed: stored 0, given 1" in refused.stderr
-    other = write_config(tmp_path, epochs=1, learning_rate=0.5)  # the config says 20
+    other = write_config(tmp_path, epochs=1, learning_rate=0.5)  # the config says 0.008
     refused = hil("train", str(other), "--resume", str(out))
-    assert "training.learning_rate: stored 20.0, given 0.5" in refused.stderr
+    assert "training.learning_rate: stored 0.008, given 0.5" in refused.stderr
     extended = summary(hil("train", "--resume", str(out), "--epochs", "2", "--json", "--quiet"))
     assert extended["epochs"] == 2
 

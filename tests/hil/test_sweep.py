@@ -37,7 +37,7 @@ distributed = pytest.importorskip("distributed")
 
 #: Where `kill_once` leaves its marker: set before the cluster starts, so the workers see it.
 MARKERS_ENV = "HIL_TEST_SWEEP_MARKERS"
-GRID = ["--grid", "training.beta=0.25,0.5", "--grid", "training.learning_rate=10,20"]
+GRID = ["--grid", "training.beta=0.25,0.5", "--grid", "training.learning_rate=0.004,0.008"]
 
 
 def small_config(path: Path) -> Path:
