@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hil.errors import ConfigError, HilError
+from hil.run_files import RunDirectory
 from hil.stopping import exit_status, stop_on_signals
 from hil.store import DATA_DIR_ENV, RUN_STATUSES
 
@@ -67,10 +68,14 @@ def _train(args: argparse.Namespace) -> int:
         result = run.execute()
     except KeyboardInterrupt as exc:
         words = run.safe_state.words() if run.safe_state else "no bench was built"
-        print(
-            f"\ninterrupted{_by(exc)}: {words}; continue with `hil train --resume {run_dir}`",
-            file=sys.stderr,
-        )
+        if (run_dir / RunDirectory.CHECKPOINT).exists():
+            then = f"continue with `hil train --resume {run_dir}`"
+        else:  # stopped before the first checkpoint: a resume would have nothing to load
+            then = (
+                "no checkpoint was written yet (one after every epoch, or every "
+                "training.checkpoint_every steps): start the run again"
+            )
+        print(f"\ninterrupted{_by(exc)}: {words}; {then}", file=sys.stderr)
         return exit_status(exc)
     finally:
         store.close()
