@@ -45,7 +45,10 @@ class DiodeSpec(Schema):
 
     ``ideal`` diodes are a hard clamp of the node to ``[v_low, v_high]`` (Scellier 2024);
     ``shockley`` diodes follow ``I = I_s (exp(V_d / (n V_T)) - 1)`` with a conductance
-    ``gmin`` in parallel with each junction, as SPICE models them.
+    ``gmin`` in parallel with each junction, as SPICE models them. The upper diode runs
+    from the node to ``v_high``, the lower from ``v_low`` to the node; Shockley rails may
+    cross (``v_low > v_high``) to bring the junctions' knees in to where the clamp should
+    act.
     """
 
     model: DiodeModel = "ideal"
@@ -60,8 +63,19 @@ class DiodeSpec(Schema):
 
     @model_validator(mode="after")
     def _clamp_order(self) -> DiodeSpec:
-        if self.v_low >= self.v_high:
-            raise ValueError(f"v_low ({self.v_low} V) must be below v_high ({self.v_high} V)")
+        # An ideal clamp holds the node inside [v_low, v_high], so that interval must
+        # exist. A Shockley junction conducts only past its knee (~0.4 V for a 1N4148), so
+        # its rails may cross (v_low > v_high) to put the knees where the clamp should
+        # bite; the two junctions then share a small standing current (docs/learning.md).
+        if self.model == "ideal" and self.v_low >= self.v_high:
+            raise ValueError(
+                f"v_low ({self.v_low} V) must be below v_high ({self.v_high} V) for ideal "
+                "diodes (Shockley diodes may cross their rails)"
+            )
+        if self.model == "shockley" and self.v_low == self.v_high:
+            raise ValueError(
+                f"v_low and v_high are both {self.v_low} V: the two clamps would cancel"
+            )
         return self
 
     @property

@@ -49,6 +49,7 @@ def test_energy_weights_follow_amplifiers():
         ({"hidden": [4, 0]}, "hidden"),
         ({"inputs": 0}, "inputs"),
         ({"diode": {"v_low": 1.0, "v_high": 0.5}}, "v_low"),
+        ({"diode": {"model": "shockley", "v_low": 0.2, "v_high": 0.2}}, "v_low"),
         ({"amplifier_gain": -2.0}, "amplifier_gain"),
     ],
 )
@@ -56,3 +57,10 @@ def test_bad_specs_name_the_field(change, field):
     params = {"inputs": 4, "outputs": 2, **change}
     with pytest.raises(ValidationError, match=field):
         NetworkSpec(**params)
+
+
+def test_shockley_rails_may_cross_ideal_ones_may_not():
+    crossed = {"v_low": 0.15, "v_high": -0.15}
+    assert NetworkSpec(inputs=4, outputs=2, diode={"model": "shockley", **crossed})
+    with pytest.raises(ValidationError, match="Shockley diodes may cross"):
+        NetworkSpec(inputs=4, outputs=2, diode={"model": "ideal", **crossed})

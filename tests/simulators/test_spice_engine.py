@@ -122,6 +122,27 @@ def test_every_node_matches_native_within_a_microvolt(case) -> None:
     assert hidden.shape[1] == len(net.hidden_nodes)
 
 
+@pytest.mark.parametrize("amplifier", [None, 4.0])
+def test_crossed_shockley_rails_match_native(amplifier) -> None:
+    # 1N4148 junctions on crossed rails (upper clamp's source at -0.15 V, lower's at
+    # +0.15 V: knees near +-0.3 V), the rails benchmarks/robustness.py uses
+    circuit, sources, nudges = random_case(3, 20, [12], 4, amplifier, 5)
+    net = circuit.network
+    diode = net.spec.diode.model_copy(
+        update={"v_low": 0.15, "v_high": -0.15, "saturation_current": 2.52e-9, "ideality": 1.752}
+    )
+    spec = net.spec.model_copy(update={"diode": diode})
+    circuit = Circuit(Network(spec), circuit.conductances)
+    spice = SpiceEngine(circuit).solve(sources, nudges)
+    native = NativeSolver(circuit).solve(sources, nudges)
+    assert max_deviation(spice.layers, native.layers) <= TOLERANCE_V
+    hidden = np.concatenate(spice.layers[:-1], axis=1)
+    # the clamps conduct hard somewhere, and at 0 V the two share a standing current
+    assert np.abs(circuit.diode_currents(hidden)).max() > 1e-6
+    assert hidden.min() < -0.2 and hidden.max() > 0.2
+    assert np.all(np.abs(hidden) < 0.6)
+
+
 def test_solution_shapes_and_zero_nudges_default() -> None:
     circuit, sources, _ = random_case(11, 6, [5, 4], 3, 2.0, 3)
     solution = SpiceEngine(circuit).solve(sources)
