@@ -86,7 +86,10 @@ def _plan_open_loop(
     for k in range(delta_g.size):
         d = delta_g[k]
         up = d > 0
-        room = g_max - g[k] if up else g[k] - g_min
+        g_k = g[k]
+        room_up = g_max - g_k  # both rooms, then a select: no load or branch on the sign
+        room_down = g_k - g_min
+        room = room_up if up else room_down
         step = step_up if up else step_down
         room = room if room >= 0.0 else 0.0  # np.maximum(room, 0.0)
         magnitude = abs(d)

@@ -326,7 +326,12 @@ class OpenLoopProgrammer(Programmer):
     def _apply(self, delta_g: np.ndarray) -> ProgrammingReport:
         """See :meth:`Programmer.apply` and the module docstring."""
         g = self.estimate()
-        target = np.clip(g + delta_g, *self.bench.network.g_bounds)
+        g_min, g_max = self.bench.network.g_bounds
+        # np.clip(g + delta_g, g_min, g_max) in one array (at paper scale a fresh 1.3 MB
+        # temporary costs as much as the arithmetic); its finite values, bit for bit
+        target = np.add(g, delta_g)
+        np.maximum(target, g_min, out=target)
+        np.minimum(target, g_max, out=target)
         plan = plan_open_loop(
             delta_g,
             g,
@@ -340,7 +345,9 @@ class OpenLoopProgrammer(Programmer):
         self._follow(report, g)
         ids = np.flatnonzero(delta_g != 0)  # (a bool array's nonzero has no branch)
         # every device has an update in a typical step: no gathers then
-        residual = target - g if ids.size == g.size else target[ids] - g[ids]
+        residual = (
+            np.subtract(target, g, out=target) if ids.size == g.size else target[ids] - g[ids]
+        )
         return ProgrammingReport(
             ids,
             residual,

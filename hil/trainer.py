@@ -92,13 +92,18 @@ def layer_normalised_update(
     lo, hi = network.g_bounds
     out = np.zeros(network.n_devices)
     for tile in network.tiles:
-        g = gradient[tile.devices]
-        scale = float(np.max(np.abs(g))) if g.size else 0.0
+        g = gradient[tile.devices]  # (a slice: a view)
+        if not g.size:
+            continue
+        work = np.abs(g)  # one scratch array for |g| and (g / scale)^2
+        scale = float(np.max(work))
         if not np.isfinite(scale):
             out[tile.devices] = np.nan
         elif scale > 0:
-            rms = scale * float(np.sqrt(np.mean((g / scale) ** 2)))  # no overflow of g^2
-            out[tile.devices] = (-learning_rate * (hi - lo) / rms) * g
+            np.divide(g, scale, out=work)
+            np.square(work, out=work)
+            rms = scale * float(np.sqrt(np.mean(work)))  # no overflow of g^2
+            np.multiply(-learning_rate * (hi - lo) / rms, g, out=out[tile.devices])
     return out
 
 

@@ -650,10 +650,11 @@ class DeviceArray:
             raise ConfigError(
                 f"device_idx must lie in [0, {self._n - 1}], got min {idx.min()} max {idx.max()}"
             )
-        seen = np.zeros(self._n, dtype=bool)
-        seen[idx] = True
-        if np.count_nonzero(seen) != idx.size:
-            raise ConfigError("device_idx must not repeat a device within one call")
+        if idx.size > 1 and not bool(np.all(idx[1:] > idx[:-1])):  # ascending: distinct
+            seen = np.zeros(self._n, dtype=bool)
+            seen[idx] = True
+            if np.count_nonzero(seen) != idx.size:
+                raise ConfigError("device_idx must not repeat a device within one call")
         return idx
 
     # ----------------------------------------------------------------- state
