@@ -4,7 +4,7 @@ Every cell trains the default digits config (``bench_configs/sim-digits.yaml``: 
 bench and training section unchanged) with one hidden layer of the given width, the given
 amplifier gain (``none`` for no amplifiers) and ideal or 1N4148-like Shockley clamping
 diodes (I_s = 2.52 nA, n = 1.752, the SPICE 1N4148 model's values, on crossed rails
-+0.15 / -0.15 V that put their knees near +-0.3 V; ``--shockley-rails config`` keeps the
++0.12 / -0.12 V that make them clamp near +-0.3 V; ``--shockley-rails config`` keeps the
 config's), for each seed. A cell that stops on a safety limit (or any other error) is
 recorded with the reason. Prints a line per cell while it runs (a progress bar on a
 terminal) and one JSON line last with every cell's test accuracy, the minimum per group
@@ -43,10 +43,12 @@ DEFAULT_CONFIG = REPO / "bench_configs" / "sim-digits.yaml"
 
 #: The SPICE 1N4148 model's saturation current (A) and emission coefficient.
 SHOCKLEY_1N4148 = {"model": "shockley", "saturation_current": 2.52e-9, "ideality": 1.752}
-#: The Shockley cells' (v_low, v_high) (V): crossed, so that the 1N4148 junctions' knees
-#: (~0.4 V) sit near the ideal clamp's +-0.3 V; on the config's +-0.3 V rails they would
-#: bite only near +-0.72 V, which the hidden nodes never reach (docs/learning.md).
-SHOCKLEY_RAILS = (0.15, -0.15)
+#: The Shockley cells' (v_low, v_high) (V): crossed, so that the 1N4148 junctions clamp
+#: where the ideal diodes do. A junction matches a hidden node's conductance (~0.65 mS) at
+#: ~0.42 V, so a rail 0.42 - 0.30 V on the far side puts that point at +-0.3 V; on the
+#: config's +-0.3 V rails it would sit at +-0.72 V, which the hidden nodes never reach
+#: (docs/learning.md).
+SHOCKLEY_RAILS = (0.12, -0.12)
 #: Test accuracy every cell must reach, with and without amplifiers (docs/learning.md).
 TARGET_AMPLIFIED = 0.93
 TARGET_UNAMPLIFIED = 0.90

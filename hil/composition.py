@@ -211,6 +211,7 @@ def build_trainer(
             learning_rate=config.learning_rate,
             learning_rate_decay=config.learning_rate_decay,
             resync_every=config.resync_every,
+            rms_steps=config.rms_steps,
         ),
         rng,
         listeners,

@@ -314,7 +314,12 @@ class Programmer(ABC):
 
     def _follow(self, report: PulseReport, g: np.ndarray) -> None:
         """Move the estimate ``g`` by the nominal step of every pulse delivered."""
-        g[report.device_ids] += report.applied * self._steps(report.applied)
+        cal = self.bench.calibration
+        if cal.step_up == cal.step_down:  # a scalar step: the same products, no array of it
+            moved = report.applied * float(cal.step_up)
+        else:
+            moved = report.applied * self._steps(report.applied)
+        g[report.device_ids] += moved
         np.clip(g, *self.bench.network.g_bounds, out=g)
 
 

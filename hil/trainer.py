@@ -47,6 +47,9 @@ class Schedule:
         Multiplies the learning rate after every epoch.
     resync_every : int
         Re-read every conductance after this many steps (0: only at the start of epochs).
+    rms_steps : int
+        Steps over which each tile's gradient RMS is averaged before it scales the step
+        (:class:`RunningRms`; 1: every step by its own).
     """
 
     epochs: int
@@ -54,14 +57,41 @@ class Schedule:
     learning_rate: float
     learning_rate_decay: float = 1.0
     resync_every: int = 0
+    rms_steps: int = 1
 
     def learning_rate_at(self, epoch: int) -> float:
         """The learning rate of a 1-based epoch."""
         return self.learning_rate * self.learning_rate_decay ** (epoch - 1)
 
 
+def tile_rms(network: Network, gradient: np.ndarray) -> np.ndarray:
+    """The RMS of ``gradient`` over each tile's devices, shape (n_tiles,).
+
+    Computed as ``max|g| * sqrt(mean((g / max|g|)^2))`` (no overflow of ``g^2``); 0 for a
+    tile whose gradient is exactly zero, NaN for one holding NaN or infinity.
+    """
+    gradient = np.asarray(gradient, dtype=float)
+    out = np.zeros(len(network.tiles))
+    for t, tile in enumerate(network.tiles):
+        g = gradient[tile.devices]  # (a slice: a view)
+        if not g.size:
+            continue
+        work = np.abs(g)  # one scratch array for |g| and (g / scale)^2
+        scale = float(np.max(work))
+        if not np.isfinite(scale):
+            out[t] = np.nan
+        elif scale > 0:
+            np.divide(g, scale, out=work)
+            np.square(work, out=work)
+            out[t] = scale * float(np.sqrt(np.mean(work)))
+    return out
+
+
 def layer_normalised_update(
-    network: Network, gradient: np.ndarray, learning_rate: float
+    network: Network,
+    gradient: np.ndarray,
+    learning_rate: float,
+    rms: np.ndarray | None = None,
 ) -> np.ndarray:
     """The conductance update (S) of one step: steepest descent, per layer of fixed length.
 
@@ -82,6 +112,9 @@ def layer_normalised_update(
         ``dC/dg`` of every device (any common scale: only its direction per tile counts).
     learning_rate : float
         RMS step per tile, as a fraction of the conductance range.
+    rms : ndarray, shape (n_tiles,), optional
+        The RMS to divide each tile by (:class:`RunningRms`: averaged over steps); this
+        step's own (:func:`tile_rms`) by default.
 
     Returns
     -------
@@ -89,22 +122,67 @@ def layer_normalised_update(
         ``dG`` (S).
     """
     gradient = np.asarray(gradient, dtype=float)
+    rms = tile_rms(network, gradient) if rms is None else rms
     lo, hi = network.g_bounds
     out = np.zeros(network.n_devices)
-    for tile in network.tiles:
-        g = gradient[tile.devices]  # (a slice: a view)
-        if not g.size:
-            continue
-        work = np.abs(g)  # one scratch array for |g| and (g / scale)^2
-        scale = float(np.max(work))
-        if not np.isfinite(scale):
+    for t, tile in enumerate(network.tiles):
+        if not np.isfinite(rms[t]):
             out[tile.devices] = np.nan
-        elif scale > 0:
-            np.divide(g, scale, out=work)
-            np.square(work, out=work)
-            rms = scale * float(np.sqrt(np.mean(work)))  # no overflow of g^2
-            np.multiply(-learning_rate * (hi - lo) / rms, g, out=out[tile.devices])
+        elif rms[t] > 0:
+            factor = -learning_rate * (hi - lo) / float(rms[t])
+            np.multiply(factor, gradient[tile.devices], out=out[tile.devices])
     return out
+
+
+class RunningRms:
+    """Each tile's gradient RMS averaged over about the last ``steps`` training steps.
+
+    An exponential average of the mean square with weight ``1 - 1/steps`` on the past,
+    bias-corrected as in Adam (``m_t / (1 - w^t)``), so that the first step divides by its
+    own RMS. With ``steps == 1`` it is each step's own RMS, bit for bit. Averaged, the
+    learning rate keeps its meaning (the RMS step per layer, now on average over steps)
+    while the steps keep their relative sizes: a batch the network already fits gives a
+    small gradient and takes a small step, where a per-step normalisation would take a
+    full-size step in a noisy direction (docs/learning.md).
+
+    A step whose RMS is not finite passes through without entering the average (the
+    programmer then refuses the update).
+    """
+
+    def __init__(self, n_tiles: int, steps: int = 1) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        self.steps = int(steps)
+        self.weight = 1.0 - 1.0 / self.steps
+        self.mean_square = np.zeros(n_tiles)
+        self.count = 0
+
+    def update(self, rms: np.ndarray) -> np.ndarray:
+        """Add this step's per-tile RMS; the RMS to divide by, shape (n_tiles,)."""
+        rms = np.asarray(rms, dtype=float)
+        if self.steps == 1 or not np.all(np.isfinite(rms)):
+            return rms
+        self.count += 1
+        self.mean_square = self.weight * self.mean_square + (1.0 - self.weight) * rms**2
+        return np.sqrt(self.mean_square / (1.0 - self.weight**self.count))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The average and the number of steps in it (checkpoints)."""
+        return {"mean_square": self.mean_square.copy(), "count": np.array(self.count)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict`; an empty state (a checkpoint from before the average
+        existed, or ``steps == 1``) leaves it at its start."""
+        if not state:
+            return
+        mean_square = np.asarray(state["mean_square"], dtype=float)
+        if mean_square.shape != self.mean_square.shape:
+            raise ConfigError(
+                f"checkpoint's running RMS has {mean_square.size} tiles, the network "
+                f"{self.mean_square.size}: not this network's checkpoint"
+            )
+        self.mean_square = mean_square.copy()
+        self.count = int(state["count"])
 
 
 class Trainer:
@@ -148,6 +226,7 @@ class Trainer:
         self.rng = rng
         self.listeners = list(listeners or [])
         self.history: list[EpochMetrics] = []
+        self.running_rms = RunningRms(len(bench.network.tiles), schedule.rms_steps)
         self._progress: _EpochProgress | None = None  # the epoch in progress, if any
         self._stop = threading.Event()
 
@@ -233,7 +312,8 @@ class Trainer:
         result = self.estimator.estimate(
             self.bench, net.encode_inputs(self.data.x_train[idx]), labels
         )
-        report = programmer.apply(layer_normalised_update(net, result.gradient, lr))
+        rms = self.running_rms.update(tile_rms(net, result.gradient))
+        report = programmer.apply(layer_normalised_update(net, result.gradient, lr, rms))
         p.step += 1
         p.pulses += report.pulses
         p.refused += report.refused
@@ -275,13 +355,16 @@ class Trainer:
         """Everything a resumed run needs, as numpy arrays (``np.savez``-ready).
 
         Keys: ``bench.*`` (when the bench can save its devices), ``programmer.*``,
-        ``rng_state`` and ``history`` (JSON strings), ``epoch`` (epochs finished) and,
-        between the steps of an epoch, ``progress.*`` (its batch order and running sums).
+        ``rms.*`` (the running gradient RMS, when averaged over steps), ``rng_state`` and
+        ``history`` (JSON strings), ``epoch`` (epochs finished) and, between the steps of
+        an epoch, ``progress.*`` (its batch order and running sums).
         """
         arrays: dict[str, np.ndarray] = {}
         if isinstance(self.bench, StatefulBench):
             arrays.update({f"bench.{k}": v for k, v in self.bench.state_dict().items()})
         arrays.update({f"programmer.{k}": v for k, v in self.programmer.state_dict().items()})
+        if self.running_rms.steps > 1:
+            arrays.update({f"rms.{k}": v for k, v in self.running_rms.state_dict().items()})
         arrays["rng_state"] = np.array(json.dumps(self.rng.bit_generator.state))
         arrays["history"] = np.array(json.dumps([m.as_dict() for m in self.history]))
         arrays["epoch"] = np.array(len(self.history))
@@ -300,6 +383,7 @@ class Trainer:
         if bench_state and isinstance(self.bench, StatefulBench):
             self.bench.load_state_dict(bench_state)
         self.programmer.load_state_dict(_section(state, "programmer."))
+        self.running_rms.load_state_dict(_section(state, "rms."))
         self.rng.bit_generator.state = json.loads(str(state["rng_state"]))
         records = json.loads(str(state["history"]))
         self.history = [EpochMetrics.from_dict(r) for r in records]

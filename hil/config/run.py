@@ -43,6 +43,11 @@ class TrainingConfig(Schema):
         per device per step on a 1000-state device.
     learning_rate_decay : float
         Multiplies the learning rate after every epoch.
+    rms_steps : int
+        Steps over which each layer's gradient RMS is averaged (exponentially) before it
+        divides the gradient (``hil.trainer.RunningRms``). 1, the default, divides every
+        step by its own RMS; more keeps the steps' relative sizes, so that batches the
+        network already fits take small steps (kendall-fashion: 1000; docs/learning.md).
     beta : float
         Dimensionless nudge: the fraction of the way the nudged outputs move towards their
         targets (linearised, at the nominal conductance), whatever the width, depth or
@@ -71,6 +76,7 @@ class TrainingConfig(Schema):
     batch_size: int = Field(16, gt=0, le=MAX_COUNT)
     learning_rate: float = Field(0.008, gt=0)
     learning_rate_decay: float = Field(1.0, gt=0, le=1)
+    rms_steps: int = Field(1, ge=1, le=MAX_COUNT)
     beta: float = Field(0.5, gt=0, le=1e3)
     variant: Variant = "centered"
     max_nudge_error: float = Field(1.0, gt=0, le=1e3)

@@ -18,7 +18,7 @@ from hil.eqprop import EqProp, nudge_beta, nudge_current_bound
 from hil.errors import ConfigError, SafetyError
 from hil.network import Network, NetworkSpec
 from hil.programming import OpenLoopProgrammer
-from hil.trainer import layer_normalised_update
+from hil.trainer import RunningRms, layer_normalised_update, tile_rms
 from simulators.bench import SimulatedBench
 from tests.conftest import REPO
 
@@ -180,6 +180,37 @@ def test_a_zero_layer_is_left_alone_and_a_diverged_one_is_refused():
         OpenLoopProgrammer(bench, np.random.default_rng(0)).apply(step)
     huge = layer_normalised_update(net, np.full(net.n_devices, 1e200), 0.01)  # no overflow
     assert np.all(np.isfinite(huge))
+
+
+def test_a_running_rms_keeps_the_steps_relative_sizes():
+    net = digits_like([16], 4.0)
+    gradient = np.random.default_rng(1).normal(size=net.n_devices)
+    span = net.g_bounds[1] - net.g_bounds[0]
+    # one step: its own RMS, bit for bit, with or without averaging
+    for steps in (1, 100):
+        rms = RunningRms(len(net.tiles), steps).update(tile_rms(net, gradient))
+        np.testing.assert_array_equal(
+            layer_normalised_update(net, gradient, 0.01, rms),
+            layer_normalised_update(net, gradient, 0.01),
+        )
+    running = RunningRms(len(net.tiles), 100)
+    for _ in range(300):
+        running.update(tile_rms(net, gradient))
+    # a batch with a tenth of the usual gradient takes about a tenth of the usual step
+    # (divided by its own RMS it would take a full one)
+    small = layer_normalised_update(
+        net, gradient / 10, 0.01, running.update(tile_rms(net, gradient / 10))
+    )
+    for tile in net.tiles:
+        assert np.sqrt(np.mean(small[tile.devices] ** 2)) == pytest.approx(0.001 * span, rel=0.01)
+    # a diverged step is refused downstream and leaves the average as it was
+    before = running.state_dict()["mean_square"]
+    bad = gradient.copy()
+    bad[0] = np.nan
+    assert np.isnan(running.update(tile_rms(net, bad))[0])
+    np.testing.assert_array_equal(running.state_dict()["mean_square"], before)
+    with pytest.raises(ValueError, match="at least 1"):
+        RunningRms(2, 0)
 
 
 def test_a_learning_rate_above_the_range_is_refused_naming_the_field():

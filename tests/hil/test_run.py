@@ -54,12 +54,13 @@ def test_a_run_without_a_folder_writes_nothing(tmp_path, monkeypatch):
     assert result.run_dir is None and list(tmp_path.iterdir()) == []
 
 
-def test_resume_continues_exactly_even_when_the_metrics_file_is_cut(tmp_path):
-    straight = Run(quick_config(), tmp_path / "straight").execute()
-    Run(quick_config(epochs=1), tmp_path / "split").execute()
+@pytest.mark.parametrize("rms_steps", [1, 20])  # 20: the running RMS is checkpointed too
+def test_resume_continues_exactly_even_when_the_metrics_file_is_cut(tmp_path, rms_steps):
+    straight = Run(quick_config(rms_steps=rms_steps), tmp_path / "straight").execute()
+    Run(quick_config(epochs=1, rms_steps=rms_steps), tmp_path / "split").execute()
     # a crash while rewriting metrics.json must not make the intact checkpoint unresumable
     (tmp_path / "split/metrics.json").write_text('[{"epoch": 1, "train_lo')
-    resumed = Run(quick_config(), tmp_path / "split", resume=True).execute()
+    resumed = Run(quick_config(rms_steps=rms_steps), tmp_path / "split", resume=True).execute()
     assert [m.test_accuracy for m in resumed.history] == [m.test_accuracy for m in straight.history]
     with (
         np.load(tmp_path / "straight/checkpoint.npz") as a,

@@ -124,12 +124,12 @@ def test_every_node_matches_native_within_a_microvolt(case) -> None:
 
 @pytest.mark.parametrize("amplifier", [None, 4.0])
 def test_crossed_shockley_rails_match_native(amplifier) -> None:
-    # 1N4148 junctions on crossed rails (upper clamp's source at -0.15 V, lower's at
-    # +0.15 V: knees near +-0.3 V), the rails benchmarks/robustness.py uses
+    # 1N4148 junctions on crossed rails (upper clamp's source at -0.12 V, lower's at
+    # +0.12 V: they clamp near +-0.3 V), the rails benchmarks/robustness.py uses
     circuit, sources, nudges = random_case(3, 20, [12], 4, amplifier, 5)
     net = circuit.network
     diode = net.spec.diode.model_copy(
-        update={"v_low": 0.15, "v_high": -0.15, "saturation_current": 2.52e-9, "ideality": 1.752}
+        update={"v_low": 0.12, "v_high": -0.12, "saturation_current": 2.52e-9, "ideality": 1.752}
     )
     spec = net.spec.model_copy(update={"diode": diode})
     circuit = Circuit(Network(spec), circuit.conductances)
