@@ -175,7 +175,6 @@ def _copy_changed(
 def _count_half_selected(
     disturb: np.ndarray,
     first: int,
-    n_rows: int,
     n_cols: int,
     ids: np.ndarray,
     applied: np.ndarray,
@@ -183,19 +182,16 @@ def _count_half_selected(
     per_col: np.ndarray,
 ) -> None:
     # crossbar_scheme.exposure_totals then DeviceArray.count_exposures under V/2: device
-    # (i, j) sees the pulses of row i and column j but its own, twice (integers: any order)
+    # (i, j) sees the pulses of row i and column j but its own, twice (integers: any
+    # order). The line totals accumulate in per_row / per_col (the caller adds them to the
+    # whole block when the counts are read); here only the selected devices' own.
     for k in range(ids.size):
         position = ids[k] - first
         row = position // n_cols
         pulses = abs(applied[k])
         per_row[row] += pulses
         per_col[position - row * n_cols] += pulses
-    for i in range(n_rows):
-        line = first + i * n_cols
-        for j in range(n_cols):
-            disturb[line + j] += per_row[i] + per_col[j]
-    for k in range(ids.size):
-        disturb[ids[k]] -= 2 * abs(applied[k])
+        disturb[ids[k]] -= 2 * pulses
 
 
 @cache
@@ -298,18 +294,24 @@ def copy_changed(g: np.ndarray, candidates: np.ndarray, values: np.ndarray) -> n
 
 
 def count_half_selected(
-    disturb: np.ndarray, first: int, shape: tuple[int, int], ids: np.ndarray, applied: np.ndarray
+    disturb: np.ndarray,
+    first: int,
+    n_cols: int,
+    ids: np.ndarray,
+    applied: np.ndarray,
+    line_totals: tuple[np.ndarray, np.ndarray],
 ) -> None:
     """Count the V/2 half-select exposures of pulses ``applied`` to ``ids`` (distinct
-    devices of the tile of ``shape`` whose device (0, 0) is ``first``) in ``disturb``."""
-    n_rows, n_cols = int(shape[0]), int(shape[1])
+    devices of a block ``n_cols`` wide whose device (0, 0) is ``first``): each selected
+    device's own correction in ``disturb``, the pulses per row and per column added to
+    ``line_totals`` (int64 arrays, in place) for the caller to spread over the block."""
+    per_row, per_col = line_totals
     _compiled()["_count_half_selected"](
         disturb,
         int(first),
-        n_rows,
-        n_cols,
+        int(n_cols),
         np.ascontiguousarray(ids, dtype=np.int64),
         np.ascontiguousarray(applied, dtype=np.int64),
-        np.zeros(n_rows, dtype=np.int64),
-        np.zeros(n_cols, dtype=np.int64),
+        per_row,
+        per_col,
     )

@@ -132,6 +132,9 @@ class DeviceArray:
         self._draw_devices(d2d_rng)
         self._pulse_count = np.zeros(self._n, dtype=np.int64)
         self._disturb_count = np.zeros(self._n, dtype=np.int64)
+        # V/2 exposures per row and column of a block, not yet spread over its devices:
+        # (first, n_rows, n_cols) -> (per_row, per_col) (count_half_selected)
+        self._line_totals: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._g = (self._lo + self._hi) / 2.0
         self._set_all(g_init)
 
@@ -227,7 +230,17 @@ class DeviceArray:
     @property
     def disturb_count(self) -> np.ndarray:
         """Half-select exposures (non-zero amplitude) per device so far, shape (n_devices,)."""
+        self._spread_line_totals()
         return self._disturb_count.copy()
+
+    def _spread_line_totals(self) -> None:
+        """Add the pending row and column totals of :meth:`count_half_selected` to every
+        device of their blocks (integers: the same counts whenever it happens)."""
+        for (first, n_rows, n_cols), (per_row, per_col) in self._line_totals.items():
+            block = self._disturb_count[first : first + n_rows * n_cols].reshape(n_rows, n_cols)
+            block += per_row[:, None]
+            block += per_col[None, :]
+        self._line_totals.clear()
 
     @property
     def exhausted(self) -> np.ndarray:
@@ -357,7 +370,17 @@ class DeviceArray:
             )
         if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
             raise ConfigError("device_idx must ascend (distinct devices)")
-        kernels.count_half_selected(self._disturb_count, first, (n_rows, n_cols), ids, pulses)
+        # The line totals wait until the counts are read: a step then touches the pulsed
+        # devices only, not every device of the block.
+        key = (int(first), n_rows, n_cols)
+        if key not in self._line_totals:
+            self._line_totals[key] = (
+                np.zeros(n_rows, dtype=np.int64),
+                np.zeros(n_cols, dtype=np.int64),
+            )
+        kernels.count_half_selected(
+            self._disturb_count, first, n_cols, ids, pulses, self._line_totals[key]
+        )
 
     def disturb(
         self,
@@ -671,6 +694,7 @@ class DeviceArray:
             and the states of the pulse and read random streams (``rng_pulse``,
             ``rng_read``; JSON dicts).
         """
+        self._spread_line_totals()
         state: dict[str, Any] = {
             "format": STATE_FORMAT,
             "model": self._model.model_dump(mode="json"),
@@ -709,6 +733,7 @@ class DeviceArray:
         self._rng_read.bit_generator.state = state["rng_read"]
         for name, value in arrays.items():
             setattr(self, f"_{name}", value)
+        self._line_totals.clear()  # the restored counts hold everything counted before
         self._note_population()
 
     @classmethod

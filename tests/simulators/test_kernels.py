@@ -123,8 +123,10 @@ def test_compiled_bench_pulses_count_disturb_and_sync_like_numpy(order):
                 rng.shuffle(ids)
             counts = rng.integers(-4, 5, ids.size)
             applied.append(bench.pulse(PulseRequest(ids, counts, 1.0, 1e-6)).applied)
+        saved = bench.devices.state_dict()["disturb_count"]  # a checkpoint has them all
         assert bench.disturb_counts.sum() > 0
         return (
+            saved,
             bench.disturb_counts,
             bench.devices.conductances,
             bench.circuit.conductances,
@@ -135,7 +137,7 @@ def test_compiled_bench_pulses_count_disturb_and_sync_like_numpy(order):
     fast, slow = both(run)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(fast[2], fast[1])  # the circuit holds the devices' values
+    np.testing.assert_array_equal(fast[3], fast[2])  # the circuit holds the devices' values
 
 
 def test_count_half_selected_refuses_bad_blocks_and_counts_nothing():
