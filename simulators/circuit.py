@@ -185,7 +185,12 @@ class Circuit:
             # rows are all sources: its 157,000 conductances at the paper's size need no
             # masked copy before the product.)
             drive_rows.append(tile.row_nodes[is_source])
-            drive.append(w * g if is_source.all() else w * g[is_source])
+            if not is_source.all():
+                drive.append(w * g[is_source])
+            elif w == 1.0:  # the first tile's weight: the conductances themselves (a view,
+                drive.append(g)  # read-only; new conductances invalidate these terms)
+            else:
+                drive.append(w * g)
             if t > 0:
                 a = tile.row_gain[~is_source][:, None]
                 g_free = g[~is_source]  # (n_{t-1}, n_t)
