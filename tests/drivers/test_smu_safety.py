@@ -147,6 +147,9 @@ def test_a_channel_dying_mid_safe_state_leaves_the_others_safe(model, dies, afte
                 result = smu.safe_state()
             assert list(result.unconfirmed) == [dead]
             assert "its output is still on" in result.unconfirmed[dead]
+            # a query's reply comes after the server has handled every write before it (the
+            # last, the voltage function, may still be in flight when safe_state returns)
+            assert smu.channel(alive).output_enabled is False
             state = server.state(alive)
             assert not state.output_on and state.source_mode == "voltage"
             assert state.voltage_level == state.current_level == 0.0
