@@ -185,19 +185,13 @@ def _count_half_selected(
     # (i, j) sees the pulses of row i and column j but its own, twice (integers: any
     # order). The line totals accumulate in per_row / per_col (the caller adds them to the
     # whole block when the counts are read); here only the selected devices' own.
-    # The ids ascend (the caller checks): the row advances instead of an integer division
-    # per device (tens of cycles each).
-    row = 0
-    row_start = first
     for k in range(ids.size):
-        d = ids[k]
-        while d >= row_start + n_cols:
-            row += 1
-            row_start += n_cols
+        position = ids[k] - first
+        row = position // n_cols
         pulses = abs(applied[k])
         per_row[row] += pulses
-        per_col[d - row_start] += pulses
-        disturb[d] -= 2 * pulses
+        per_col[position - row * n_cols] += pulses
+        disturb[ids[k]] -= 2 * pulses
 
 
 @cache
@@ -307,7 +301,7 @@ def count_half_selected(
     applied: np.ndarray,
     line_totals: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    """Count the V/2 half-select exposures of pulses ``applied`` to ``ids`` (ascending
+    """Count the V/2 half-select exposures of pulses ``applied`` to ``ids`` (distinct
     devices of a block ``n_cols`` wide whose device (0, 0) is ``first``): each selected
     device's own correction in ``disturb``, the pulses per row and per column added to
     ``line_totals`` (int64 arrays, in place) for the caller to spread over the block."""
