@@ -111,22 +111,15 @@ def plot(points: list[dict[str, Any]], path: Path) -> Path:
             kw = {"color": colors[hidden], "marker": marker, "linestyle": style}
             by_sources.plot(xs, ys, label=f"hidden {hidden}, {diode}", **kw)
             by_devices.plot(ds, ys, **kw)
-    by_sources.set(
-        xscale="log",
-        yscale="log",
-        xlabel="input sources (2 x pixels)",
-        ylabel="s per 60,000-image epoch (training steps)",
-        title="epoch time vs inputs",
-    )
+    log_axes = {
+        "xscale": "log",
+        "yscale": "log",
+        "ylabel": "s per 60,000-image epoch (training steps)",
+    }
+    by_sources.set(xlabel="input sources (2 x pixels)", title="epoch time vs inputs", **log_axes)
     by_sources.set_xticks(SOURCES, [str(s) for s in SOURCES])
     by_sources.xaxis.set_minor_formatter(NullFormatter())
-    by_devices.set(
-        xscale="log",
-        yscale="log",
-        xlabel="devices",
-        ylabel="s per 60,000-image epoch (training steps)",
-        title="epoch time vs devices",
-    )
+    by_devices.set(xlabel="devices", title="epoch time vs devices", **log_axes)
     by_sources.legend(fontsize=7, ncol=2)
     for ax in (by_sources, by_devices):
         ax.grid(alpha=0.3, which="both")

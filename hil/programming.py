@@ -306,20 +306,17 @@ class Programmer(ABC):
         self.g_estimate = np.array(state["g_estimate"], dtype=float)
 
     # --- shared helpers -------------------------------------------------------------------
-    def _steps(self, direction: np.ndarray) -> np.ndarray:
+    def _steps(self, direction: np.ndarray) -> np.ndarray | float:
+        """The nominal step (S) in each element's direction; one float when both are equal
+        (it broadcasts to the same products, without an array of it)."""
         cal = self.bench.calibration
-        if cal.step_up == cal.step_down:  # the same values as the select, in one pass
-            return np.full(np.shape(direction), float(cal.step_up))
+        if cal.step_up == cal.step_down:
+            return float(cal.step_up)
         return select(np.asarray(direction) > 0, cal.step_up, cal.step_down)
 
     def _follow(self, report: PulseReport, g: np.ndarray) -> None:
         """Move the estimate ``g`` by the nominal step of every pulse delivered."""
-        cal = self.bench.calibration
-        if cal.step_up == cal.step_down:  # a scalar step: the same products, no array of it
-            moved = report.applied * float(cal.step_up)
-        else:
-            moved = report.applied * self._steps(report.applied)
-        g[report.device_ids] += moved
+        g[report.device_ids] += report.applied * self._steps(report.applied)
         np.clip(g, *self.bench.network.g_bounds, out=g)
 
 

@@ -175,14 +175,19 @@ class RunningRms:
         existed, or ``steps == 1``) leaves it at its start."""
         if not state:
             return
-        mean_square = np.asarray(state["mean_square"], dtype=float)
+        mean_square = np.asarray(state.get("mean_square"), dtype=float)
+        count = np.asarray(state.get("count"), dtype=float)
         if mean_square.shape != self.mean_square.shape:
             raise ConfigError(
                 f"checkpoint's running RMS has {mean_square.size} tiles, the network "
                 f"{self.mean_square.size}: not this network's checkpoint"
             )
+        if not (np.all(np.isfinite(mean_square)) and np.all(mean_square >= 0)):
+            raise ConfigError("checkpoint's running RMS holds negative or non-finite values")
+        if count.shape != () or not (np.isfinite(count) and count >= 0 and count == int(count)):
+            raise ConfigError("checkpoint's running RMS step count is not a whole number >= 0")
         self.mean_square = mean_square.copy()
-        self.count = int(state["count"])
+        self.count = int(count)
 
 
 class Trainer:

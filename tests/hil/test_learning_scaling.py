@@ -211,6 +211,18 @@ def test_a_running_rms_keeps_the_steps_relative_sizes():
     np.testing.assert_array_equal(running.state_dict()["mean_square"], before)
     with pytest.raises(ValueError, match="at least 1"):
         RunningRms(2, 0)
+    # a damaged checkpoint is refused with a message, and the average stays as it was
+    good = running.state_dict()
+    for bad_state in (
+        {**good, "mean_square": np.array([np.nan, 1.0])},
+        {**good, "mean_square": np.ones(3)},
+        {**good, "count": np.array(np.inf)},
+        {**good, "count": np.array(-2)},
+        {"mean_square": good["mean_square"]},
+    ):
+        with pytest.raises(ConfigError, match="running RMS"):
+            running.load_state_dict(bad_state)
+    np.testing.assert_array_equal(running.state_dict()["mean_square"], good["mean_square"])
 
 
 def test_a_learning_rate_above_the_range_is_refused_naming_the_field():
