@@ -30,7 +30,9 @@ to an instrument that does not answer, and reports any it could not confirm.
 Checkpoints: :meth:`LabBench.state_dict` holds the bench's counters (pulses per device,
 samples settled) and, for an emulated lab, the emulated devices (the ``emulator``'s state,
 under ``emulator.*``), so a resumed run continues counting and, emulated, continues on the
-same devices. A physical crossbar keeps its own state. Pulses are counted as the board
+same devices. A physical crossbar keeps its own state (:attr:`LabBench.restores_devices`
+is False): :class:`hil.run.Run` keeps its counters at every way out, so a resume counts the
+pulses after the last checkpoint too, and re-reads the devices. Pulses are counted as the board
 confirms them (:class:`drivers.serial_board.PulseTally`), so a batch cut short by a fault or
 Ctrl-C is counted exactly, up to pulses the board never answered for (logged).
 
@@ -608,6 +610,13 @@ class LabBench:
                 emulated = self.emulator.state_dict()
                 state.update({f"{EMULATOR_PREFIX}{k}": v for k, v in emulated.items()})
         return state
+
+    @property
+    def restores_devices(self) -> bool:
+        """True for an emulated lab (its devices are in the state), False for a physical
+        crossbar: it keeps its own state, so a resumed run re-reads it and continues
+        counting from the counters the last run left (see :mod:`hil.run`)."""
+        return isinstance(self.emulator, SupportsState)
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore what :meth:`state_dict` saved: counting goes on from the saved counts,

@@ -472,6 +472,19 @@ class StatefulBench(Protocol):
         """Restore what :meth:`state_dict` returned."""
         ...
 
+    @property
+    def restores_devices(self) -> bool:
+        """Whether :meth:`load_state_dict` puts the devices back where :meth:`state_dict`
+        found them (a simulated or emulated bench). A physical crossbar keeps its own
+        state: its saved state is counters only, and those only ever grow."""
+        ...
+
+
+def restores_devices(bench: Bench) -> bool:
+    """Whether a checkpoint of ``bench`` brings its devices back (else they are where the
+    last pulses left them, and an estimate of them from a checkpoint is out of date)."""
+    return isinstance(bench, StatefulBench) and bench.restores_devices
+
 
 @runtime_checkable
 class PulseCounting(Protocol):

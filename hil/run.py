@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hil.bench import Bench, PulseCounting, SafeStateReport
+import numpy as np
+
+from hil.bench import Bench, PulseCounting, SafeStateReport, StatefulBench, restores_devices
 from hil.composition import build_bench, build_data, build_trainer
 from hil.config.loading import config_differences
 from hil.config.run import RunConfig
@@ -201,6 +203,10 @@ class Run:
         bench = build_bench(config) if self.bench is None else self.bench
         epochs_done = 0
         try:
+            if directory is not None and state is not None:
+                state = _with_counters_at_exit(state, directory, bench)
+            elif directory is not None:
+                directory.discard_bench_at_exit()  # an earlier run's, in this folder
             if store is not None and run_id is not None and new_record:
                 self._create_record(store, run_id)  # only now: a busy bench leaves no trace
             trainer = build_trainer(bench, config.training, data)
@@ -234,19 +240,21 @@ class Run:
             seconds = time.perf_counter() - start
             epochs_done = len(history)
             if status == "stopped":
-                self._end(bench, "stopped", epochs_done)
+                self._end(bench, directory, "stopped", epochs_done)
             else:
                 self.safe_state = bench.safe_state()
         except KeyboardInterrupt:
-            self._end(bench, "interrupted", epochs_done, "interrupted (Ctrl-C or a signal)")
+            self._end(
+                bench, directory, "interrupted", epochs_done, "interrupted (Ctrl-C or a signal)"
+            )
             raise
         except InstrumentError as exc:
-            report = self._end(bench, "failed", epochs_done, str(exc))
+            report = self._end(bench, directory, "failed", epochs_done, str(exc))
             raise InstrumentError(
                 exc.instrument, exc.command, f"{exc.reason}; {report.words()}"
             ) from exc
         except BaseException as exc:
-            self._end(bench, "failed", epochs_done, f"{type(exc).__name__}: {exc}")
+            self._end(bench, directory, "failed", epochs_done, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if own_bench:
@@ -304,15 +312,40 @@ class Run:
             self.store.set_status(self.run_id, status, error)
 
     def _end(
-        self, bench: Bench, status: RunStatus, epochs_done: int, error: str = ""
+        self,
+        bench: Bench,
+        directory: RunDirectory | None,
+        status: RunStatus,
+        epochs_done: int,
+        error: str = "",
     ) -> SafeStateReport:
         self.safe_state = bench.safe_state()
         try:
             self._set_status(status, error or None)
         except Exception as exc:  # the safe state matters more than the record
             log.error("could not record status %s of run %s: %s", status, self.run_id, exc)
+        if directory is not None and isinstance(bench, StatefulBench):
+            self._keep_counters(bench, directory)
         self._emit(RunEnded(status, epochs_done, error))  # type: ignore[arg-type]
         return self.safe_state
+
+    def _keep_counters(self, bench: StatefulBench, directory: RunDirectory) -> None:
+        """A physical bench's counters as the run ends (its devices got every pulse since
+        the last checkpoint, which a resume must not forget); logged if it fails."""
+        if bench.restores_devices:  # a resume rewinds the devices with their counters
+            return
+        try:
+            directory.create().write_bench_at_exit(bench.state_dict())
+            if self.store is not None and self.run_id is not None:
+                if isinstance(bench, PulseCounting):
+                    self.store.set_pulse_counts(self.run_id, bench.pulse_counts)
+        except Exception as exc:
+            log.error(
+                "could not keep the pulse counters of run %s at its end (%s): a resume "
+                "counts from the last checkpoint",
+                self.run_id or directory.path,
+                exc,
+            )
 
     @staticmethod
     def _log_notes(event: Event) -> None:
@@ -360,6 +393,28 @@ class _Recorder:
             store.add_checkpoint(run_id, epoch, step, path, digest)
             if isinstance(self.bench, PulseCounting):
                 store.set_pulse_counts(run_id, self.bench.pulse_counts)
+
+
+def _with_counters_at_exit(
+    state: dict[str, np.ndarray], directory: RunDirectory, bench: Bench
+) -> dict[str, np.ndarray]:
+    """The checkpoint, with the bench counters the last run left when it ended after it.
+
+    Only for a bench whose devices a checkpoint does not bring back (a physical crossbar):
+    its devices received every pulse up to the end, so its counters continue from there.
+    Its state is counters only, which only grow: the larger of the two is the later.
+    """
+    at_exit = directory.read_bench_at_exit()
+    if restores_devices(bench) or not at_exit:
+        return state
+    merged = dict(state)
+    for key, value in at_exit.items():
+        saved = state.get(f"bench.{key}")
+        if saved is not None and saved.shape == value.shape:
+            merged[f"bench.{key}"] = np.maximum(saved, value)
+        else:
+            log.warning("%s: %s does not match the checkpoint's; ignored", directory.path, key)
+    return merged
 
 
 def event_kind(event: Event) -> str:

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -87,6 +88,9 @@ class RunDirectory:
     METRICS_JSON = "metrics.json"
     METRICS_CSV = "metrics.csv"
     CHECKPOINT = "checkpoint.npz"
+    #: A physical bench's counters when the run last ended (they only grow; see
+    #: :meth:`write_bench_at_exit`).
+    BENCH_AT_EXIT = "bench_at_exit.npz"
     CURVES = "curves.png"
 
     def __init__(self, path: Path) -> None:
@@ -120,7 +124,45 @@ class RunDirectory:
 
         return atomic_write(self / self.CHECKPOINT, save)
 
+    def write_bench_at_exit(self, counters: dict[str, np.ndarray]) -> Path:
+        """``bench_at_exit.npz``: a physical bench's counters as a run ends, merged with the
+        file's (the larger of each: counters only grow, so a failed resume that ends with
+        fewer cannot take counts away)."""
+        merged = dict(counters)
+        for key, value in (self.read_bench_at_exit() or {}).items():
+            mine = merged.get(key)
+            if mine is not None and np.shape(mine) == value.shape:
+                merged[key] = np.maximum(mine, value)
+
+        def save(f: IO[bytes]) -> None:
+            np.savez(f, **merged)  # type: ignore[arg-type]  # numpy's stub: **kwds as bool
+
+        return atomic_write(self / self.BENCH_AT_EXIT, save)
+
+    def discard_bench_at_exit(self) -> None:
+        """Remove an earlier run's ``bench_at_exit.npz`` (a fresh run in this folder)."""
+        (self / self.BENCH_AT_EXIT).unlink(missing_ok=True)
+
     # --- reading --------------------------------------------------------------------------
+    def read_bench_at_exit(self) -> dict[str, np.ndarray] | None:
+        """The arrays of ``bench_at_exit.npz``, or None when there is none.
+
+        Raises
+        ------
+        ConfigError
+            A file that is not readable; names it and what deleting it costs.
+        """
+        path = self / self.BENCH_AT_EXIT
+        if not path.is_file():
+            return None
+        try:
+            return _read_npz(path)
+        except _DAMAGED as exc:
+            raise ConfigError(
+                f"{path} is not readable ({exc}); delete it to resume with the checkpoint's "
+                "pulse counters (the pulses after the checkpoint are then not counted)"
+            ) from None
+
     def read_checkpoint(self) -> dict[str, np.ndarray]:
         """The arrays of ``checkpoint.npz``.
 
@@ -133,7 +175,15 @@ class RunDirectory:
         if not path.is_file():
             raise ConfigError(f"no {self.CHECKPOINT} in {self.path} to resume from")
         try:
-            with np.load(path, allow_pickle=False) as ckpt:
-                return {k: ckpt[k] for k in ckpt.files}
-        except (OSError, ValueError) as exc:
+            return _read_npz(path)
+        except _DAMAGED as exc:
             raise ConfigError(f"{path} is not a readable checkpoint: {exc}") from None
+
+
+#: What numpy raises for a file that is not a whole ``.npz`` (truncated, overwritten).
+_DAMAGED = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as saved:
+        return {k: saved[k] for k in saved.files}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from hil.bench import Bench, StatefulBench, in_safe_hands
+from hil.bench import Bench, StatefulBench, in_safe_hands, restores_devices
 from hil.data import Dataset
 from hil.eqprop import EqProp
 from hil.errors import ConfigError
@@ -394,6 +394,10 @@ class Trainer:
         self.history = [EpochMetrics.from_dict(r) for r in records]
         progress = _section(state, "progress.")
         self._progress = _EpochProgress.from_state_dict(progress) if progress else None
+        if self._progress is not None and not restores_devices(self.bench):
+            # mid-epoch on devices the checkpoint did not bring back (a physical crossbar):
+            # they are where the last pulses left them, not where the estimate says
+            self.programmer.resync()
         return int(state["epoch"])
 
     @property

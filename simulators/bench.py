@@ -528,6 +528,11 @@ class SimulatedBench:
         state.update({f"converters.{k}": v for k, v in self.converters.state_dict().items()})
         return state
 
+    @property
+    def restores_devices(self) -> bool:
+        """True: a checkpoint holds the simulated devices themselves."""
+        return True
+
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Restore what :meth:`state_dict` saved (same network and device model).
 

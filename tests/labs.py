@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -10,8 +11,9 @@ import yaml
 from drivers.lab_bench import LabBench
 from hil.bench import Bench
 from hil.composition import build_bench, build_simulated_bench
-from hil.config import RunConfig
+from hil.config import RunConfig, load_config
 from hil.network import Network
+from simulators.instruments.emulated_lab import EmulatedLab, physics_config
 from tests.conftest import REPO
 from tests.networks import small_spec
 
@@ -112,6 +114,36 @@ def small_lab(seed: int = 11, bench: dict[str, Any] | None = None, **spec: Any) 
     lab = build_bench(small_run_config(seed, bench, **spec))
     assert isinstance(lab, LabBench)
     return lab
+
+
+def physical_lab(folder: Path, epochs: int, **training: Any) -> tuple[Path, EmulatedLab]:
+    """Emulators for a small emulated-lab.yaml (``training`` changed as given), and a
+    physical-bench config at their addresses (``folder/lab.yaml``: no ``emulate`` section,
+    so a bench built from it sees instruments only, as on a real bench)."""
+    raw = quick_emulated_lab(epochs=epochs)
+    raw["training"].update(training)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "emulated.yaml"
+    source.write_text(yaml.safe_dump(raw))
+    config = load_config(source)
+    physics = build_simulated_bench(
+        Network(config.network), physics_config(config.bench), config.training.seed
+    )
+    lab = EmulatedLab(physics, config.bench).start()
+    cal = physics.calibration
+    bench = raw["bench"]
+    del bench["emulate"]
+    bench["calibration"] = {
+        "amplitude_v": cal.amplitude_v,
+        "width_s": cal.width_s,
+        "step_up": cal.step_up,
+        "step_down": cal.step_down,
+    }
+    for name, address in lab.addresses.items():
+        bench["instruments"][name]["address"] = address
+    path = folder / "lab.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, lab
 
 
 def simulated_twin(config: RunConfig) -> Bench:

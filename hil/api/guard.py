@@ -156,6 +156,12 @@ class GuardedStatefulBench(GuardedBench):
         self._check("restoring a checkpoint")
         self.inner.load_state_dict(state)
 
+    @property
+    def restores_devices(self) -> bool:
+        """The bench's own answer (see :class:`hil.bench.StatefulBench`)."""
+        assert isinstance(self.inner, StatefulBench)
+        return self.inner.restores_devices
+
 
 def guard(bench: Bench, bench_id: str) -> GuardedBench:
     """The guard of ``bench``: stateful when the bench is, so checkpoints keep its devices."""

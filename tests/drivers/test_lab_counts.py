@@ -23,13 +23,14 @@ from drivers.lab_bench import LabBench
 from drivers.serial_board import PulseError
 from hil.bench import PulseRequest
 from hil.composition import build_bench
-from hil.config import RunConfig
+from hil.config import RunConfig, load_config
 from hil.errors import ConfigError, EmergencyStop, InstrumentError
-from hil.events import StepFinished
+from hil.events import RunStarted, StepFinished
 from hil.network import Network
 from hil.run import Run
+from hil.run_files import RunDirectory
 from tests.conftest import REPO
-from tests.labs import FAST, small_lab, small_lab_bench_section, small_run_config
+from tests.labs import FAST, physical_lab, small_lab, small_lab_bench_section, small_run_config
 from tests.processes import wait_until
 
 #: Devices of the small network on every tile, with counts of both signs and a zero.
@@ -412,3 +413,83 @@ def test_a_safe_state_from_another_thread_stops_a_settle_between_samples():
         assert bench.samples_settled >= 5
     finally:
         bench.close()
+
+
+# --- a physical bench across a resume --------------------------------------------------------
+def test_a_resumed_physical_run_counts_the_pulses_after_its_checkpoint(tmp_path: Path):
+    """A physical crossbar keeps the pulses of the steps after the last checkpoint: the
+    resumed run re-reads the devices and counts on from where the interrupted one ended."""
+    path, lab = physical_lab(tmp_path, epochs=2, batch_size=4, checkpoint_every=3)
+    config, run_dir = load_config(path), tmp_path / "run"
+
+    def ctrl_c_at_step_5(event: object) -> None:
+        if isinstance(event, StepFinished) and event.step == 5:
+            raise KeyboardInterrupt
+
+    resumed_estimate: list[np.ndarray] = []
+
+    def keep_estimate(event: object) -> None:
+        if isinstance(event, RunStarted):
+            assert resumed._trainer is not None
+            resumed_estimate.append(resumed._trainer.programmer.estimate().copy())
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Run(config, run_dir, listeners=[ctrl_c_at_step_5]).execute()
+        truth = lab.physics.pulse_counts.copy()  # what the devices received
+        g_now = lab.physics.read_conductances()
+        checkpoint = RunDirectory(run_dir).read_checkpoint()
+        assert checkpoint["bench.pulse_counts"].sum() < truth.sum()  # steps 4 and 5 pulsed
+        at_exit = RunDirectory(run_dir).read_bench_at_exit()
+        assert at_exit is not None
+        np.testing.assert_array_equal(at_exit["pulse_counts"], truth)
+
+        resumed = Run(config, run_dir, resume=True, listeners=[keep_estimate])
+        result = resumed.execute()
+        assert result.status == "finished" and len(result.history) == 2
+        # the estimate is the devices as step 5 left them, not as the checkpoint had them
+        stale = checkpoint["programmer.g_estimate"]
+        assert np.abs(stale - g_now).max() > 1e-3 * g_now.max()
+        np.testing.assert_allclose(resumed_estimate[0], g_now, rtol=1e-3)
+        # every pulse the devices received is counted, the ones after the checkpoint too
+        final = RunDirectory(run_dir).read_checkpoint()["bench.pulse_counts"]
+        np.testing.assert_array_equal(final, lab.physics.pulse_counts)
+    finally:
+        lab.stop()
+
+
+def test_a_fresh_run_in_the_folder_forgets_an_earlier_runs_counters(tmp_path: Path):
+    path, lab = physical_lab(tmp_path, epochs=1)
+    run_dir = tmp_path / "run"
+    try:
+        RunDirectory(run_dir).create().write_bench_at_exit(
+            {"pulse_counts": np.full(lab.physics.network.n_devices, 10**6)}
+        )
+        Run(load_config(path), run_dir).execute()
+        assert RunDirectory(run_dir).read_bench_at_exit() is None
+    finally:
+        lab.stop()
+
+
+def test_damaged_counters_at_exit_are_refused_by_name(tmp_path: Path):
+    folder = RunDirectory(tmp_path).create()
+    folder.write_bench_at_exit({"pulse_counts": np.arange(5)})
+    (tmp_path / "bench_at_exit.npz").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ConfigError, match="bench_at_exit.npz is not readable .*delete it"):
+        folder.read_bench_at_exit()
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ConfigError, match="checkpoint.npz is not a readable checkpoint"):
+        folder.read_checkpoint()
+
+
+def test_counters_at_exit_only_grow(tmp_path: Path):
+    folder = RunDirectory(tmp_path).create()
+    folder.write_bench_at_exit(
+        {"pulse_counts": np.array([5, 0, 7]), "samples_settled": np.array(9)}
+    )
+    folder.write_bench_at_exit(
+        {"pulse_counts": np.array([1, 4, 7]), "samples_settled": np.array(3)}
+    )
+    saved = folder.read_bench_at_exit()
+    assert saved is not None
+    assert saved["pulse_counts"].tolist() == [5, 4, 7] and int(saved["samples_settled"]) == 9

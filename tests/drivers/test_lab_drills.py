@@ -11,50 +11,17 @@ import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
-from hil.composition import build_simulated_bench
-from hil.config import load_config
-from hil.network import Network
-from simulators.instruments.emulated_lab import EmulatedLab, physics_config
-from tests.labs import quick_emulated_lab
+from simulators.instruments.emulated_lab import EmulatedLab
+from tests.labs import physical_lab
 from tests.processes import HIL, wait_until
-
-
-def emulated_bench(folder: Path, epochs: int) -> tuple[Path, EmulatedLab]:
-    """Emulators for a small emulated-lab.yaml, and a physical-bench config at their
-    addresses (written to ``folder/lab.yaml``)."""
-    raw = quick_emulated_lab(epochs=epochs)
-    folder.mkdir(parents=True, exist_ok=True)
-    source = folder / "emulated.yaml"
-    source.write_text(yaml.safe_dump(raw))
-    config = load_config(source)
-    physics = build_simulated_bench(
-        Network(config.network), physics_config(config.bench), config.training.seed
-    )
-    lab = EmulatedLab(physics, config.bench).start()
-    cal = physics.calibration
-    bench = raw["bench"]
-    del bench["emulate"]
-    bench["calibration"] = {
-        "amplitude_v": cal.amplitude_v,
-        "width_s": cal.width_s,
-        "step_up": cal.step_up,
-        "step_down": cal.step_down,
-    }
-    for name, address in lab.addresses.items():
-        bench["instruments"][name]["address"] = address
-    path = folder / "lab.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path, lab
 
 
 @pytest.fixture
 def bench_file(tmp_path):
-    path, lab = emulated_bench(tmp_path, epochs=200)
+    path, lab = physical_lab(tmp_path, epochs=200)
     try:
         yield path, lab
     finally:
@@ -103,8 +70,8 @@ def test_sigterm_leaves_every_output_off_and_a_second_process_touches_nothing(be
 
 def test_the_first_process_finishes_with_the_readings_of_an_undisturbed_run(tmp_path):
     """While a second process is refused, the first trains exactly as it would alone."""
-    alone_path, alone = emulated_bench(tmp_path / "alone", epochs=20)
-    shared_path, shared = emulated_bench(tmp_path / "shared", epochs=20)
+    alone_path, alone = physical_lab(tmp_path / "alone", epochs=20)
+    shared_path, shared = physical_lab(tmp_path / "shared", epochs=20)
     try:
         undisturbed = subprocess.run(
             [HIL, "train", str(alone_path), "--out", str(tmp_path / "u" / "run"), "--json"],

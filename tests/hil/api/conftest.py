@@ -151,6 +151,10 @@ class SlowBench:
         self._bench.load_state_dict(state)
 
     @property
+    def restores_devices(self):
+        return self._bench.restores_devices
+
+    @property
     def pulse_counts(self):
         return self._bench.pulse_counts
 
