@@ -404,8 +404,10 @@ def _with_counters_at_exit(
     its devices received every pulse up to the end, so its counters continue from there.
     Its state is counters only, which only grow: the larger of the two is the later.
     """
+    if restores_devices(bench):
+        return state
     at_exit = directory.read_bench_at_exit()
-    if restores_devices(bench) or not at_exit:
+    if not at_exit:
         return state
     merged = dict(state)
     for key, value in at_exit.items():
