@@ -1,5 +1,6 @@
-// Charts of the dashboard, in SVG and without libraries: a line chart, a crossbar heatmap
-// (one <rect> per device), a histogram and a colour bar, all coloured with viridis.
+// Charts of the dashboard, without libraries: a line chart, a crossbar heatmap (a canvas of
+// one pixel per device under an SVG of marks), a histogram and a colour bar (SVG), all
+// coloured with viridis.
 
 export const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -39,10 +40,14 @@ export function maxOf(values, start = -Infinity) {
 // Most points a curve draws (longer ones are thinned evenly, the last point kept).
 const MAX_DRAWN = 2000;
 
+// The entry of viridis for t in [0, 1] (clamped), -1 for no number.
+function viridisIndex(t) {
+  return Number.isFinite(t) ? Math.round(Math.min(1, Math.max(0, t)) * 255) : -1;
+}
+
 export function viridis(t) {
-  if (!Number.isFinite(t)) return "#bdbdbd";
-  const i = Math.round(Math.min(1, Math.max(0, t)) * 255);
-  return VIRIDIS[i];
+  const i = viridisIndex(t);
+  return i < 0 ? "#bdbdbd" : VIRIDIS[i];
 }
 
 export function el(tag, attrs = {}, ...children) {
@@ -230,49 +235,78 @@ function marker(kind, x, y, colour) {
   return el("circle", { cx: x, cy: y, r: 3.5, fill: colour });
 }
 
-// One tile of a crossbar: rows by cols devices, one <rect> each (row r, column c at x=c, y=r),
-// coloured by value; worn-out devices carry a cross and stuck ones a ring (shapes, so that
-// no colour has to be told apart). Arrow keys move a cursor whose device `onReadout` shows.
+// One tile of a crossbar: rows by cols devices, row r and column c at x = c, y = r.
+//
+// The cells are the pixels of a <canvas> as large as the tile (one pixel a device, written
+// with putImageData) and scaled up by CSS with `image-rendering: pixelated`: a founding-paper
+// network has 159,040 devices, far too many for one DOM node each. Over it an SVG in the
+// same coordinates (one unit a device) holds the cursor and the marks: worn-out devices carry
+// a cross and stuck ones a ring (shapes, so that no colour has to be told apart), all the
+// marks of a kind in one <path>, so that even thousands of them stay three nodes.
+// Arrow keys move a cursor whose device `onReadout` shows; so does pointing.
+//
+// Size: a device is drawn `cellSize` CSS pixels square: 3 to 8 px so that a tile is about
+// 320 px wide, but smaller where that would make the tile taller than MAX_HEIGHT, down to
+// one pixel a device and no smaller (a 1570-row tile is 1570 px tall: every device keeps a
+// pixel of its own, and the readout names the device under the pointer exactly at any size).
+const MAX_HEIGHT = 720;
+// Smallest size on screen (CSS px) of a mark and of the cursor: around a one-pixel device
+// they spill over its neighbours rather than vanish.
+const MIN_MARK = 6;
+// viridis as bytes for ImageData (r, g, b per entry), and the grey of a value with no colour
+const VIRIDIS_RGB = Uint8Array.from(VIRIDIS_HEX.match(/../g), (x) => parseInt(x, 16));
+const NO_VALUE_RGB = [0xbd, 0xbd, 0xbd];
+
+export function cellSize(rows, cols) {
+  const wide = Math.min(8, Math.max(3, Math.floor(320 / cols)));
+  return Math.max(1, Math.min(wide, Math.floor(MAX_HEIGHT / rows)));
+}
+
+// A number for an SVG path: at most three decimals, no trailing zeros.
+const num = (x) => String(Number(x.toFixed(3)));
+
 export class Heatmap {
   constructor(container, { rows, cols, label, onReadout }) {
     this.rows = rows;
     this.cols = cols;
     this.values = null;
     this.onReadout = onReadout;
-    const cell = Math.min(8, Math.max(3, Math.floor(320 / cols)));
-    this.svg = el("svg", {
-      class: "heatmap",
-      viewBox: `0 0 ${cols} ${rows}`,
-      width: cols * cell,
-      height: rows * cell,
-      preserveAspectRatio: "none",
-      "shape-rendering": "crispEdges",
-      "data-rows": rows,
-      "data-cols": cols,
-      tabindex: 0,
-      role: "img",
-      "aria-label": `${label}: ${rows} rows by ${cols} columns; arrow keys move the cursor`,
-    });
-    this.cells = el("g", { class: "cells" });
-    const html = [];
-    for (let r = 0; r < rows; r += 1) {
-      for (let c = 0; c < cols; c += 1) {
-        html.push(`<rect x="${c}" y="${r}" width="1" height="1"/>`);
-      }
-    }
-    this.cells.innerHTML = html.join("");
-    this.rects = Array.from(this.cells.children);
-    this.marks = el("g", { class: "marks" });
-    this.cursor = el("rect", { class: "cursor", width: 1, height: 1, x: 0, y: 0, visibility: "hidden" });
-    this.svg.append(this.cells, this.marks, this.cursor);
+    this.cell = cellSize(rows, cols);
+    // the focusable element: it carries the role, the label and the keys
+    this.element = document.createElement("div");
+    this.element.className = "heatmap";
+    this.element.tabIndex = 0;
+    this.element.setAttribute("role", "img");
+    this.element.setAttribute("aria-label",
+      `${label}: ${rows} rows by ${cols} columns; arrow keys move the cursor`);
+    Object.assign(this.element.dataset, { rows, cols, cell: this.cell });
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "cells";
+    this.canvas.width = cols;
+    this.canvas.height = rows;
+    this.canvas.style.width = `${cols * this.cell}px`;
+    this.context = this.canvas.getContext("2d");
+    this.image = this.context.createImageData(cols, rows); // reused by every setValues
+    this.overlay = el("svg", { class: "overlay", viewBox: `0 0 ${cols} ${rows}`,
+      preserveAspectRatio: "none", "aria-hidden": "true" });
+    this.worn = el("path", { class: "mark worn", "data-count": 0 });
+    this.wornHalo = el("path", { class: "mark worn-halo" });
+    this.stuck = el("path", { class: "mark stuck", "data-count": 0 });
+    // the cursor: a white frame in a black one, at least MIN_MARK px across, moved by transform
+    const pad = Math.max(0, (MIN_MARK / this.cell - 1) / 2);
+    const frame = { x: -pad, y: -pad, width: 1 + 2 * pad, height: 1 + 2 * pad };
+    this.cursor = el("g", { class: "cursor", visibility: "hidden" },
+      el("rect", { ...frame, class: "cursor-halo" }), el("rect", { ...frame, class: "cursor-frame" }));
+    this.overlay.append(this.wornHalo, this.worn, this.stuck, this.cursor);
+    this.element.append(this.canvas, this.overlay);
     this.at = [0, 0];
-    this.svg.addEventListener("mousemove", (ev) => {
-      const box = this.svg.getBoundingClientRect();
+    this.element.addEventListener("mousemove", (ev) => {
+      const box = this.canvas.getBoundingClientRect();
       const c = Math.floor(((ev.clientX - box.left) / box.width) * cols);
       const r = Math.floor(((ev.clientY - box.top) / box.height) * rows);
       this.move(r, c);
     });
-    this.svg.addEventListener("keydown", (ev) => {
+    this.element.addEventListener("keydown", (ev) => {
       const [r, c] = this.at;
       const moves = {
         ArrowUp: [r - 1, c], ArrowDown: [r + 1, c], ArrowLeft: [r, c - 1], ArrowRight: [r, c + 1],
@@ -283,48 +317,72 @@ export class Heatmap {
         this.move(...moves[ev.key]);
       }
     });
-    this.svg.addEventListener("focus", () => this.move(...this.at));
-    container.append(this.svg);
+    this.element.addEventListener("focus", () => this.move(...this.at));
+    container.append(this.element);
   }
 
   move(r, c) {
     r = Math.min(this.rows - 1, Math.max(0, r));
     c = Math.min(this.cols - 1, Math.max(0, c));
     this.at = [r, c];
-    this.cursor.setAttribute("x", c);
-    this.cursor.setAttribute("y", r);
+    this.cursor.setAttribute("transform", `translate(${c} ${r})`);
     this.cursor.setAttribute("visibility", "visible");
+    Object.assign(this.cursor.dataset, { row: r, col: c });
     if (this.onReadout) this.onReadout(r, c);
   }
 
-  // values: rows arrays of cols numbers; scale(v) -> [0, 1]
+  // values: rows arrays of cols numbers; scale(v) -> [0, 1] (outside: clamped; not a
+  // number: grey)
   setValues(values, scale) {
     this.values = values;
+    const px = this.image.data;
     let i = 0;
     for (let r = 0; r < this.rows; r += 1) {
       const row = values[r] || [];
       for (let c = 0; c < this.cols; c += 1) {
-        this.rects[i].setAttribute("fill", viridis(scale(row[c])));
-        i += 1;
+        const k = viridisIndex(scale(row[c]));
+        if (k < 0) {
+          [px[i], px[i + 1], px[i + 2]] = NO_VALUE_RGB;
+        } else {
+          px[i] = VIRIDIS_RGB[3 * k];
+          px[i + 1] = VIRIDIS_RGB[3 * k + 1];
+          px[i + 2] = VIRIDIS_RGB[3 * k + 2];
+        }
+        px[i + 3] = 255;
+        i += 4;
       }
     }
+    this.context.putImageData(this.image, 0, 0);
   }
 
   // marks: [{r, c, kind: "worn" | "stuck"}]
   setMarks(marks) {
-    const html = [];
+    // half the size of a mark, in devices: a cross nearly fills a large cell, and is at
+    // least MIN_MARK px across on a small one
+    const m = Math.max(0.35, MIN_MARK / 2 / this.cell);
+    const ring = 0.85 * m;
+    const worn = [];
+    const stuck = [];
     for (const { r, c, kind } of marks) {
+      const x = c + 0.5;
+      const y = r + 0.5;
       if (kind === "worn") {
-        const d = `M${c + 0.15} ${r + 0.15}L${c + 0.85} ${r + 0.85}M${c + 0.85} ${r + 0.15}L${c + 0.15} ${r + 0.85}`;
-        html.push(`<path class="mark worn-halo" d="${d}"/>`,
-          `<path class="mark worn" data-row="${r}" data-col="${c}" d="${d}"/>`);
+        worn.push(`M${num(x - m)} ${num(y - m)}L${num(x + m)} ${num(y + m)}` +
+          `M${num(x + m)} ${num(y - m)}L${num(x - m)} ${num(y + m)}`);
       } else {
-        html.push(
-          `<circle class="mark stuck" data-row="${r}" data-col="${c}" cx="${c + 0.5}" cy="${r + 0.5}" r="0.3"/>`,
-        );
+        stuck.push(`M${num(x - ring)} ${num(y)}a${num(ring)} ${num(ring)} 0 1 0 ${num(2 * ring)} 0` +
+          `a${num(ring)} ${num(ring)} 0 1 0 ${num(-2 * ring)} 0z`);
       }
     }
-    this.marks.innerHTML = html.join("");
+    const draw = (path, parts) => {
+      if (parts.length) path.setAttribute("d", parts.join(""));
+      else path.removeAttribute("d");
+    };
+    draw(this.wornHalo, worn);
+    draw(this.worn, worn);
+    draw(this.stuck, stuck);
+    this.worn.dataset.count = worn.length;
+    this.stuck.dataset.count = stuck.length;
   }
 }
 

@@ -143,16 +143,16 @@ export class CrossbarView {
         const readout = (r, c) => this.describe(t.tile, r, c);
         const gMap = new Heatmap(gHolder, { rows: t.rows, cols: t.cols,
           label: `Tile ${t.tile} conductance`, onReadout: readout });
-        gMap.svg.dataset.kind = "conductance";
-        gMap.svg.dataset.tile = t.tile;
+        gMap.element.dataset.kind = "conductance";
+        gMap.element.dataset.tile = t.tile;
         pair.append(gHolder);
         let pMap = null;
         if (this.pulses) {
           const pHolder = h("div", { class: "map-holder" }, h("div", { class: "map-title" }, "pulses"));
           pMap = new Heatmap(pHolder, { rows: t.rows, cols: t.cols,
             label: `Tile ${t.tile} pulse counts`, onReadout: readout });
-          pMap.svg.dataset.kind = "pulses";
-          pMap.svg.dataset.tile = t.tile;
+          pMap.element.dataset.kind = "pulses";
+          pMap.element.dataset.tile = t.tile;
           pair.append(pHolder);
         }
         box.append(pair);

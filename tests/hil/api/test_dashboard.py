@@ -9,6 +9,7 @@ With ``HIL_SCREENSHOTS=1`` the browser tests also save the screenshots of
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -272,53 +273,380 @@ def test_a_run_started_from_the_page_trains_while_the_page_shows_its_curves(brow
     wait(browser, lambda d: points(d) == len(steps))
 
 
-def test_the_heatmap_has_one_cell_per_device_of_each_tile(browser, server):
-    from selenium.webdriver.common.by import By
+# --- the crossbar heatmaps: a canvas of one pixel a device, an SVG of marks over it -----------
+#: The colours of the devices (r, c) of a heatmap's canvas, as "#rrggbb", and how many of
+#: its pixels are not opaque entries of viridis (arguments[2]).
+PIXELS = """
+const canvas = document.querySelector(arguments[0] + ' canvas');
+const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+const hex = (i) => '#' + [0, 1, 2].map((k) => data[i + k].toString(16).padStart(2, '0')).join('');
+const viridis = new Set(arguments[2]);
+let off = 0;
+for (let i = 0; i < data.length; i += 4) if (data[i + 3] !== 255 || !viridis.has(hex(i))) off += 1;
+return [arguments[1].map(([r, c]) => hex(4 * (r * canvas.width + c))), off];
+"""
+#: Whether the mark of a kind (worn, stuck) of a heatmap covers the centre of each device
+#: (r, c): the cross's stroke, the ring's disc.
+MARKED = """
+const path = document.querySelector(`${arguments[0]} .mark.${arguments[1]}`);
+return arguments[2].map(([r, c]) => {
+  const p = new DOMPoint(c + 0.5, r + 0.5);
+  return path.hasAttribute('d') && (arguments[1] === 'worn' ? path.isPointInStroke(p)
+    : path.isPointInFill(p));
+});
+"""
+SI = {"G": 1e9, "M": 1e6, "k": 1e3, "": 1.0, "m": 1e-3, "µ": 1e-6, "n": 1e-9, "p": 1e-12}
 
-    run = finished_run(server)
-    tiles = api(server, "GET", f"/benches/{BENCH}").json()["topology"]["tiles"]
-    visit(browser, f"{server.url}/ui/run.html?id={run}")
-    for kind in ("conductance", "pulses"):
-        for tile in tiles:
-            selector = f"svg[data-kind={kind}][data-tile='{tile['index']}']"
-            cells = wait(
-                browser,
-                lambda d, s=selector: js(
-                    d, "return document.querySelectorAll(arguments[0] + ' .cells rect').length", s
-                ),
-            )
-            assert cells == tile["rows"] * tile["cols"]
-            svg = browser.find_element(By.CSS_SELECTOR, selector)
-            assert (int(svg.get_attribute("data-rows")), int(svg.get_attribute("data-cols"))) == (
-                tile["rows"],
-                tile["cols"],
-            )
-    # coloured from the conductances read through the API: viridis, log scale
-    g = api(server, "GET", f"/runs/{run}/conductances").json()["tiles"][0]["conductances"]
-    colours = js(
-        browser,
-        "return [...document.querySelectorAll(\"svg[data-kind=conductance][data-tile='0'] "
-        ".cells rect\")].slice(0, 3).map(r => r.getAttribute('fill'))",
-    )
-    viridis = browser.execute_async_script(
+
+def heatmap(kind: str, tile: int) -> str:
+    return f".heatmap[data-kind={kind}][data-tile='{tile}']"
+
+
+def page_viridis(driver: Any) -> list[str]:
+    colours = driver.execute_async_script(
         "const done = arguments[0]; import('./charts.js').then(m => done(m.VIRIDIS))"
     )
-    assert len(viridis) == 256 and set(colours) <= set(viridis)
-    assert len(set(colours)) > 1 or len(set(g[0][:3])) == 1
+    assert len(colours) == 256
+    return colours
+
+
+def colours_of(viridis: list[str], t: float) -> set[str]:
+    """The viridis colour of t in [0, 1] as the page picks it (Math.round of 255 t); both
+    neighbours when t is a rounding error away from half way between two."""
+    x = min(1.0, max(0.0, t)) * 255
+    near = {math.floor(x + 0.5)}
+    if abs(x - math.floor(x) - 0.5) < 1e-6:
+        near |= {math.floor(x), math.ceil(x)}
+    return {viridis[k] for k in near}
+
+
+def quantity(readout: str, name: str, unit: str) -> float:
+    """The value of ``NAME = 2.97 µS`` in a readout."""
+    found = re.search(rf"\b{name} = (-?[\d.]+(?:e[+-]?\d+)?) ([GMkmµnp]?){unit}", readout)
+    assert found, readout
+    return float(found.group(1)) * SI[found.group(2)]
+
+
+def marks_drawn(driver: Any, selector: str, kind: str = "worn") -> int:
+    """How many marks of a kind a heatmap's path draws."""
+    return int(
+        js(
+            driver,
+            "return document.querySelector(`${arguments[0]} .mark.${arguments[1]}`).dataset.count",
+            selector,
+            kind,
+        )
+    )
+
+
+def park_pointer(driver: Any) -> None:
+    """Rest the mouse on the page's (sticky) header, off every heatmap: a heatmap that
+    scrolls under a resting pointer would read out the device there."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    ActionChains(driver).move_to_element(driver.find_element(By.CLASS_NAME, "brand")).perform()
+
+
+def readout_of(driver: Any, starting: str) -> str:
+    """The crossbar's readout once it starts with ``starting``."""
+    from selenium.webdriver.common.by import By
+
+    return wait(
+        driver,
+        lambda d: (
+            (t := d.find_element(By.CSS_SELECTOR, ".crossbar .readout").text).startswith(starting)
+            and t
+        ),
+    )
+
+
+@pytest.fixture
+def worn_server(browser: Any, tmp_path: Path) -> Iterator[DashboardServer]:
+    """A dashboard whose bench's devices wear out after 200 pulses: a run of one epoch wears
+    out a few of them (some 2 % of the devices), so that the heatmaps carry marks."""
+    path = write_config(tmp_path / "worn.yaml", epochs=1)
+    config = yaml.safe_load(path.read_text())
+    config["bench"]["device"] = {"overrides": {"endurance": 200}}
+    path.write_text(yaml.safe_dump(config))
+    with serve_dashboard(make_settings(tmp_path, (path,))) as s:
+        yield s
+        browser.get("about:blank")
+
+
+def test_the_heatmap_has_one_cell_per_device_of_each_tile(browser, worn_server):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    server = worn_server
+    run = finished_run(server)
+    tiles = api(server, "GET", f"/benches/{BENCH}").json()["topology"]["tiles"]
+    g = {
+        t["tile"]: t["conductances"]
+        for t in api(server, "GET", f"/runs/{run}/conductances").json()["tiles"]
+    }
+    pulses = api(server, "GET", f"/runs/{run}/pulse-counts").json()
+    counts, endurance = pulses["counts"], pulses["endurance"]
+    network = api(server, "GET", f"/runs/{run}/config").json()["network"]
+    lo, hi = math.log10(network["g_min"]), math.log10(network["g_max"])
+    peak = math.log10(1 + max(max(abs(n) for n in counts), 1))
+    visit(browser, f"{server.url}/ui/run.html?id={run}")
+    viridis = page_viridis(browser)
+    wait(browser, lambda d: js(d, "return document.querySelectorAll('.heatmap canvas').length"))
+    worn_seen = 0
+    for kind in ("conductance", "pulses"):
+        for tile in tiles:
+            index, rows, cols, first = (
+                tile["index"],
+                tile["rows"],
+                tile["cols"],
+                tile["first_device"],
+            )
+            selector = heatmap(kind, index)
+            # one pixel a device: the canvas is the tile's size, the element says so too
+            size = js(
+                browser,
+                "const c = document.querySelector(arguments[0] + ' canvas');"
+                "return [c.height, c.width]",
+                selector,
+            )
+            assert size == [rows, cols]
+            element = browser.find_element(By.CSS_SELECTOR, selector)
+            assert (
+                int(element.get_attribute("data-rows")),
+                int(element.get_attribute("data-cols")),
+            ) == (rows, cols)
+            assert (
+                element.get_attribute("role") == "img" and element.get_attribute("tabindex") == "0"
+            )
+            assert element.get_attribute("aria-label").startswith(f"Tile {index} ")
+            # coloured from the API's values: viridis of log conductance between g_min and
+            # g_max, of log(1 + pulses) up to the most pulses of any device
+            cells = [(0, 0), (0, 1), (0, 2), (rows // 2, cols // 3), (rows - 1, cols - 1)]
+            colours, off = js(browser, PIXELS, selector, cells, viridis)
+            assert off == 0  # every pixel is opaque and a colour of viridis
+            for (r, c), colour in zip(cells, colours, strict=True):
+                if kind == "conductance":
+                    t = (math.log10(g[index][r][c]) - lo) / (hi - lo)
+                else:
+                    t = math.log10(1 + abs(counts[first + r * cols + c])) / peak
+                assert colour in colours_of(viridis, t), (kind, index, r, c)
+            # the worn-out devices, and they only, carry a cross
+            worn = [
+                (r, c)
+                for r in range(rows)
+                for c in range(cols)
+                if abs(counts[first + r * cols + c]) >= endurance
+            ]
+            assert marks_drawn(browser, selector) == len(worn)
+            marked = set(worn)
+            near = [(i, j) for i in range(-3, 4) for j in range(-3, 4)]
+            far = [
+                (r, c)
+                for r in range(rows)
+                for c in range(cols)
+                if not any((r + i, c + j) in marked for i, j in near)
+            ][:5]
+            assert far
+            assert all(js(browser, MARKED, selector, "worn", worn[:20]))
+            assert not any(js(browser, MARKED, selector, "worn", far))
+            assert not any(js(browser, MARKED, selector, "stuck", worn[:20] + far))  # one snapshot
+            worn_seen += len(worn)
+    assert worn_seen > 0  # the run wore devices out: the marks above were tested
+    # the keyboard moves the cursor: the readout names the device and its values
+    park_pointer(browser)
+    tile = tiles[1]
+    element = browser.find_element(By.CSS_SELECTOR, heatmap("pulses", tile["index"]))
+    element.send_keys(Keys.ARROW_DOWN * 3 + Keys.ARROW_RIGHT * 5)
+    device = tile["first_device"] + 3 * tile["cols"] + 5
+    text = readout_of(browser, f"Tile {tile['index']}, row 3, column 5: device {device} ·")
+    assert quantity(text, "G", "S") == pytest.approx(g[tile["index"]][3][5], rel=5e-3)
+    assert f"· {counts[device]} pulses" in text
+    assert ("worn out" in text) == (abs(counts[device]) >= endurance)
+    assert js(browser, "return document.activeElement.dataset.kind") == "pulses"
+    # and so does the pointer: 2 px into the cell under it
+    tile = tiles[0]
+    selector = heatmap("conductance", tile["index"])
+    canvas = browser.find_element(By.CSS_SELECTOR, selector + " canvas")
+    js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
+    cell = int(browser.find_element(By.CSS_SELECTOR, selector).get_attribute("data-cell"))
+    width, height = js(
+        browser,
+        "const b = arguments[0].getBoundingClientRect(); return [b.width, b.height]",
+        canvas,
+    )
+    assert (width, height) == (tile["cols"] * cell, tile["rows"] * cell)
+    r, c = tile["rows"] // 2 + 1, tile["cols"] // 2 + 2
+    dx, dy = c * cell + 2 - width / 2, r * cell + 2 - height / 2  # from the centre
+    ActionChains(browser).move_to_element_with_offset(canvas, round(dx), round(dy)).perform()
+    text = readout_of(browser, f"Tile 0, row {r}, column {c}: device {r * tile['cols'] + c} ·")
+    assert quantity(text, "G", "S") == pytest.approx(g[0][r][c], rel=5e-3)
+    assert quantity(text, "R", "Ω") == pytest.approx(1 / g[0][r][c], rel=5e-3)
+    # log resistance, at the press of a button: the colours run the other way
+    cells = [(0, 0), (0, 1), (r, c)]
     toggle = browser.find_element(By.XPATH, "//button[text()='Show resistance']")
     toggle.send_keys(" ")  # keyboard: space presses the focused button
     wait(browser, lambda d: toggle.get_attribute("aria-pressed") == "true")
-    flipped = js(
-        browser,
-        "return [...document.querySelectorAll(\"svg[data-kind=conductance][data-tile='0'] "
-        ".cells rect\")].slice(0, 3).map(r => r.getAttribute('fill'))",
-    )
-    assert flipped != colours or len(set(colours)) == 1
+    flipped, off = js(browser, PIXELS, selector, cells, viridis)
+    assert off == 0
+    for (r, c), colour in zip(cells, flipped, strict=True):
+        t = (math.log10(1 / g[0][r][c]) + hi) / (hi - lo)  # log10(1/g) between -hi and -lo
+        assert colour in colours_of(viridis, t), (r, c)
     bars = js(
         browser,
         "return [...document.querySelectorAll('.histogram .bar')].map(b => +b.dataset.count)",
     )
     assert sum(bars) == sum(t["rows"] * t["cols"] for t in tiles)
+
+
+def test_the_heatmap_draws_a_pixel_a_device_and_marks_by_shape(browser, server):
+    """The Heatmap of charts.js on its own, in the page: colours, the grey of no value,
+    marks, the keys and its size rule."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    visit(browser, server.url + "/ui/")
+    viridis = page_viridis(browser)
+    park_pointer(browser)
+    sizes = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import('./charts.js').then((m) => {
+          const box = document.createElement('div');
+          box.id = 'test-map';
+          document.querySelector('main').prepend(box);
+          window.seen = [];
+          const map = new m.Heatmap(box, { rows: 3, cols: 4, label: 'Test tile',
+            onReadout: (r, c) => window.seen.push([r, c]) });
+          window.testMap = map;
+          map.element.dataset.kind = 'test';
+          map.element.dataset.tile = '0';
+          map.setValues([[0, 0.25, 0.5, 1], [NaN, 2, -1, 0.75], [0.1, 0.2, 0.3]], (v) => v);
+          map.setMarks([{ r: 0, c: 1, kind: 'worn' }, { r: 2, c: 3, kind: 'stuck' }]);
+          // cells of 3 to 8 px for about 320 px wide; tall tiles smaller, to one pixel
+          done([[3, 4], [130, 64], [66, 20], [1570, 100], [102, 20], [40, 400]].map(
+            ([rows, cols]) => m.cellSize(rows, cols)));
+        });
+        """
+    )
+    assert sizes == [8, 5, 8, 1, 7, 3]
+    selector = heatmap("test", 0)
+    cells = [(r, c) for r in range(3) for c in range(4)]
+    colours, off = js(browser, PIXELS, selector, cells, viridis)
+    values = [[0, 0.25, 0.5, 1], [None, 2, -1, 0.75], [0.1, 0.2, 0.3, None]]
+    for (r, c), colour in zip(cells, colours, strict=True):
+        v = values[r][c]
+        assert colour in ({"#bdbdbd"} if v is None else colours_of(viridis, v)), (r, c)
+    assert off == 2  # the two devices without a value are grey
+    assert js(browser, MARKED, selector, "worn", cells) == [cell == (0, 1) for cell in cells]
+    assert js(browser, MARKED, selector, "stuck", cells) == [cell == (2, 3) for cell in cells]
+    element = browser.find_element(By.CSS_SELECTOR, selector)
+    assert element.get_attribute("aria-label") == (
+        "Test tile: 3 rows by 4 columns; arrow keys move the cursor"
+    )
+    assert js(browser, "return arguments[0].getBoundingClientRect().width", element) == 4 * 8 + 2
+    keys = [
+        Keys.ARROW_RIGHT,
+        Keys.END,
+        Keys.PAGE_DOWN,
+        Keys.ARROW_DOWN,
+        Keys.HOME,
+        Keys.ARROW_DOWN,
+        Keys.PAGE_UP,
+        Keys.ARROW_LEFT,
+        Keys.ARROW_UP,
+    ]
+    element.send_keys("".join(keys))
+    seen = wait(browser, lambda d: (s := js(d, "return window.seen")) and len(s) == 10 and s)
+    assert seen == [
+        [0, 0],  # focus
+        [0, 1],
+        [0, 3],
+        [2, 3],  # ten rows down: the last row
+        [2, 3],
+        [2, 0],
+        [2, 0],
+        [0, 0],
+        [0, 0],
+        [0, 0],
+    ]
+    cursor = js(
+        browser,
+        "const g = document.querySelector(arguments[0] + ' .cursor');"
+        "return [g.getAttribute('visibility'), g.getAttribute('transform')]",
+        selector,
+    )
+    assert cursor == ["visible", "translate(0 0)"]
+    # new marks replace the old ones; none at all leave the paths empty
+    js(browser, "window.testMap.setMarks([{ r: 1, c: 2, kind: 'worn' }])")
+    assert js(browser, MARKED, selector, "worn", cells) == [cell == (1, 2) for cell in cells]
+    assert not any(js(browser, MARKED, selector, "stuck", cells))
+    js(browser, "window.testMap.setMarks([])")
+    assert not any(js(browser, MARKED, selector, "worn", cells))
+    assert marks_drawn(browser, selector) == 0
+
+
+def test_a_paper_size_crossbar_shows_every_tile_and_reads_out_its_far_devices(browser, tmp_path):
+    """The founding paper's 784-100-10 network (159,040 devices; a tile of 1570 x 100) on
+    the bench page: no training, one read of the bench's conductances."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    path = write_config(tmp_path / "paper.yaml", name="paper-size")
+    config = yaml.safe_load(path.read_text())
+    config["network"].update(inputs=784, hidden=[100], outputs=10)
+    path.write_text(yaml.safe_dump(config))
+    with serve_dashboard(make_settings(tmp_path, (path,))) as server:
+        try:
+            tiles = api(server, "GET", "/benches/paper-size").json()["topology"]["tiles"]
+            assert [(t["rows"], t["cols"]) for t in tiles] == [(1570, 100), (102, 20)]
+            visit(browser, f"{server.url}/ui/bench.html?id=paper-size")
+            wait(browser, lambda d: status_of(d, "#bench-status") == "safe")
+            browser.find_element(By.CSS_SELECTOR, "#lease-form button[type=submit]").click()
+            wait(browser, lambda d: "Leased to" in d.find_element(By.ID, "lease-out").text)
+            browser.find_element(By.ID, "read").click()
+            wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".heatmap")) == len(tiles))
+            summary = browser.find_element(By.CSS_SELECTOR, ".marks-summary").text
+            assert summary.startswith("159040 devices.")
+            lease = js(browser, "return sessionStorage.getItem('hil.lease.paper-size')")
+            g = api(
+                server, "GET", "/benches/paper-size/conductances", headers={"X-Lease-Token": lease}
+            ).json()["tiles"]
+            for tile in tiles:
+                selector = heatmap("conductance", tile["index"])
+                size = js(
+                    browser,
+                    "const c = document.querySelector(arguments[0] + ' canvas');"
+                    "const b = c.getBoundingClientRect(); return [c.height, c.width, b.height]",
+                    selector,
+                )
+                # a pixel of the canvas a device, and at least one pixel on screen each
+                assert size[:2] == [tile["rows"], tile["cols"]]
+                assert size[2] >= tile["rows"]
+            # far down the big tile, by keyboard: row 1234, column 77
+            park_pointer(browser)
+            element = browser.find_element(By.CSS_SELECTOR, heatmap("conductance", 0))
+            element.send_keys(Keys.PAGE_DOWN * 123 + Keys.ARROW_DOWN * 4 + Keys.END)
+            element.send_keys(Keys.ARROW_LEFT * 22)
+            value = g[0]["conductances"][1234][77]
+            text = readout_of(browser, "Tile 0, row 1234, column 77: device 123477 ·")
+            assert quantity(text, "G", "S") == pytest.approx(value, rel=5e-3)
+            # its pixel: viridis of log conductance between the lowest and highest read
+            every = [x for t in g for row in t["conductances"] for x in row if x > 0]
+            lo, hi = math.log10(min(every)), math.log10(max(every))
+            viridis = page_viridis(browser)
+            (colour,), off = js(browser, PIXELS, heatmap("conductance", 0), [(1234, 77)], viridis)
+            assert off == 0
+            assert colour in colours_of(viridis, (math.log10(value) - lo) / (hi - lo))
+            # the keys stop at the last row
+            element.send_keys(Keys.PAGE_DOWN * 40)
+            text = readout_of(browser, "Tile 0, row 1569, column 77: device 156977 ·")
+            assert quantity(text, "G", "S") == pytest.approx(
+                g[0]["conductances"][1569][77], rel=5e-3
+            )
+        finally:
+            browser.get("about:blank")
 
 
 def test_the_emergency_stop_makes_the_bench_safe_while_a_run_trains(browser, server):
