@@ -12,8 +12,10 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
+from hil.run_files import RunDirectory
 from simulators.instruments.emulated_lab import EmulatedLab
 from tests.labs import physical_lab
 from tests.processes import HIL, wait_until
@@ -66,6 +68,10 @@ def test_sigterm_leaves_every_output_off_and_a_second_process_touches_nothing(be
     assert first.returncode == 143, err
     assert "interrupted by SIGTERM: bench left in its safe state" in err
     assert lab.is_safe()  # the emulators confirm: every output off, DACs at 0 V, board idle
+    # every pulse the devices received is in the counters a resume continues from
+    at_exit = RunDirectory(tmp_path / "a" / "run").read_bench_at_exit()
+    assert at_exit is not None and at_exit["pulse_counts"].sum() > 0
+    np.testing.assert_array_equal(at_exit["pulse_counts"], lab.physics.pulse_counts)
 
 
 def test_the_first_process_finishes_with_the_readings_of_an_undisturbed_run(tmp_path):
