@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -25,6 +26,8 @@ import yaml
 
 from hil.errors import ConfigError
 from hil.events import EpochMetrics
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -129,7 +132,12 @@ class RunDirectory:
         file's (the larger of each: counters only grow, so a failed resume that ends with
         fewer cannot take counts away)."""
         merged = dict(counters)
-        for key, value in (self.read_bench_at_exit() or {}).items():
+        try:
+            before = self.read_bench_at_exit() or {}
+        except ConfigError as exc:  # a damaged file must not stop these counts being kept
+            log.warning("%s; replacing it with the counters of now", exc)
+            before = {}
+        for key, value in before.items():
             mine = merged.get(key)
             if mine is not None and np.shape(mine) == value.shape:
                 merged[key] = np.maximum(mine, value)

@@ -477,6 +477,9 @@ def test_damaged_counters_at_exit_are_refused_by_name(tmp_path: Path):
     (tmp_path / "bench_at_exit.npz").write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(ConfigError, match="bench_at_exit.npz is not readable .*delete it"):
         folder.read_bench_at_exit()
+    folder.write_bench_at_exit({"pulse_counts": np.arange(3)})  # kept all the same
+    saved = folder.read_bench_at_exit()
+    assert saved is not None and saved["pulse_counts"].tolist() == [0, 1, 2]
     (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(ConfigError, match="checkpoint.npz is not a readable checkpoint"):
         folder.read_checkpoint()
