@@ -11,6 +11,15 @@ The kernels run only for arrays of at least :data:`MIN_DEVICES` elements (below 
 numpy passes take microseconds and the first call's compilation, ~1 s a kernel before the
 on-disk cache holds it, would dominate a short run). ``HIL_KERNELS=0`` in the environment
 turns them off; :func:`forced` turns them on or off within a block (tests).
+
+Every device's work in a loop is independent of the others' (the ids of a call are
+distinct), so a call is split into contiguous ranges run at once on :func:`threads` threads
+(the caller's and a small pool's; the loops release the GIL). Each range writes only its own
+devices and its own part of the outputs, and the parts are joined in order, so the results
+do not depend on the number of threads. ``HIL_KERNEL_THREADS=1`` keeps every call on the
+calling thread. (Python threads rather than numba's ``parallel=True``: its default threading
+layer aborts the process when two threads launch parallel loops at once, as the API's
+benches may.)
 """
 
 from __future__ import annotations
@@ -18,9 +27,10 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import numpy as np
@@ -28,7 +38,12 @@ import numpy as np
 #: Smallest array (devices, or pulsed devices) for which the compiled loops are used.
 MIN_DEVICES = 32_768
 
+#: Smallest range one thread gets (a range costs ~10 us to hand over).
+MIN_RANGE = 16_384
+
 _threshold: float = MIN_DEVICES
+_min_range: int = MIN_RANGE
+_pool: ThreadPoolExecutor | None = None
 
 
 @cache
@@ -40,6 +55,65 @@ def _numba() -> Any:
         return importlib.import_module("numba")
     except ImportError:
         return None
+
+
+@cache
+def threads() -> int:
+    """Threads one call's loop is split over: ``HIL_KERNEL_THREADS``, else the cores (at
+    most 4: the loops are a few hundred microseconds, and more threads cost more to wake)."""
+    value = os.environ.get("HIL_KERNEL_THREADS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(
+                f"HIL_KERNEL_THREADS must be a whole number of threads, got {value!r}"
+            ) from None
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _helpers() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(threads() - 1, thread_name_prefix="hil-kernels")
+    return _pool
+
+
+def _forget_pool() -> None:
+    # a forked child (a sweep worker) has the parent's pool object but none of its threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _ranges(n: int) -> list[tuple[int, int]]:
+    """``[0, n)`` cut into at most :func:`threads` contiguous ranges of ``_min_range`` or
+    more elements (one range for a small call)."""
+    parts = max(1, min(threads(), n // max(_min_range, 1)))
+    return [(part * n // parts, (part + 1) * n // parts) for part in range(parts)]
+
+
+def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` at once (the first on this thread); their results, in order."""
+    others = [_helpers().submit(call) for call in calls[1:]]
+    first = calls[0]()
+    return [first, *(future.result() for future in others)]
+
+
+def _split(kernel: Callable[..., Any], n: int, *args: Any) -> list[tuple[int, Any]]:
+    """``kernel(*args, start, stop)`` over the ranges of ``[0, n)``, at once; ``(start,
+    result)`` of each range, in order."""
+    ranges = _ranges(n)
+    results = _at_once([partial(kernel, *args, a, b) for a, b in ranges])
+    return [(a, result) for (a, _), result in zip(ranges, results, strict=True)]
+
+
+def _joined(out: np.ndarray, filled: list[tuple[int, int]]) -> np.ndarray:
+    """``out[start : start + count]`` of every ``(start, count)``, in order, in one new array
+    (each range's loop writes its part of ``out`` from its own start)."""
+    return np.concatenate([out[start : start + count] for start, count in filled])
 
 
 def available() -> bool:
@@ -55,13 +129,14 @@ def active(size: int) -> bool:
 @contextmanager
 def forced(on: bool) -> Iterator[None]:
     """Use the compiled loops for every size (``on``) or for none within the block."""
-    global _threshold
-    before = _threshold
-    _threshold = 0 if on else math.inf
+    global _threshold, _min_range
+    before = _threshold, _min_range
+    # on: also split calls of any size (so the tests' small arrays cross range ends)
+    _threshold, _min_range = (0, 1) if on else (math.inf, MIN_RANGE)
     try:
         yield
     finally:
-        _threshold = before
+        _threshold, _min_range = before
 
 
 # --- the loops, as plain Python (compiled on first use) ---------------------------------------
@@ -76,14 +151,17 @@ def _plan_open_loop(
     max_pulses: int,
     ids_out: np.ndarray,
     counts_out: np.ndarray,
+    start: int,
+    stop: int,
 ) -> tuple[int, int]:
     # hil.programming.plan_open_loop, one device at a time: room, clipped magnitude in
     # steps, stochastic rounding with the device's draw, the cap, the sign. The signs and
     # the roundings are coin tosses: selects and arithmetic on comparisons, no branches
     # (a mispredicted branch costs more than the rest of the loop body).
-    n_out = 0
+    # devices [start, stop) only; their pulses are written from ids_out[start] on
+    n_out = start
     capped = 0
-    for k in range(delta_g.size):
+    for k in range(start, stop):
         d = delta_g[k]
         up = d > 0
         g_k = g[k]
@@ -104,7 +182,7 @@ def _plan_open_loop(
         ids_out[n_out] = k
         counts_out[n_out] = count if up else -count
         n_out += count != 0
-    return n_out, capped
+    return n_out - start, capped
 
 
 def _pulse_constant(
@@ -123,6 +201,8 @@ def _pulse_constant(
     g_before: np.ndarray,
     g_after: np.ndarray,
     effective: np.ndarray,
+    start: int,
+    stop: int,
 ) -> None:
     # simulators.devices.array.DeviceArray.apply_pulses for constant steps and no endurance
     # limit: every pulse counted; a device moves when it has pulses, gain and is not stuck,
@@ -130,7 +210,7 @@ def _pulse_constant(
     # (np.clip: the max, then the min)
     scalar_gain = gain.size == 1
     any_stuck = stuck.size > 1
-    for k in range(idx.size):
+    for k in range(start, stop):
         d = idx[k]
         signed_count = signed[k]
         n_pulses = abs(signed_count)
@@ -158,18 +238,23 @@ def _pulse_constant(
 
 
 def _copy_changed(
-    g: np.ndarray, candidates: np.ndarray, values: np.ndarray, changed: np.ndarray
+    g: np.ndarray,
+    candidates: np.ndarray,
+    values: np.ndarray,
+    changed: np.ndarray,
+    start: int,
+    stop: int,
 ) -> int:
     # simulators.bench.SimulatedBench._sync_conductances: write the values that differ,
-    # list their devices in order
-    n_changed = 0
-    for k in range(candidates.size):
+    # list their devices in order (candidates [start, stop), listed from changed[start] on)
+    n_changed = start
+    for k in range(start, stop):
         d = candidates[k]
         differs = values[k] != g[d]
         changed[n_changed] = d
         n_changed += differs
         g[d] = values[k] if differs else g[d]
-    return n_changed
+    return n_changed - start
 
 
 def _count_half_selected(
@@ -180,12 +265,14 @@ def _count_half_selected(
     applied: np.ndarray,
     per_row: np.ndarray,
     per_col: np.ndarray,
+    start: int,
+    stop: int,
 ) -> None:
     # crossbar_scheme.exposure_totals then DeviceArray.count_exposures under V/2: device
     # (i, j) sees the pulses of row i and column j but its own, twice (integers: any
     # order). The line totals accumulate in per_row / per_col (the caller adds them to the
     # whole block when the counts are read); here only the selected devices' own.
-    for k in range(ids.size):
+    for k in range(start, stop):
         position = ids[k] - first
         row = position // n_cols
         pulses = abs(applied[k])
@@ -222,7 +309,9 @@ def plan_open_loop(
     n = delta_g.size
     ids = np.empty(n, dtype=np.int64)
     counts = np.empty(n, dtype=np.int64)
-    n_out, capped = _compiled()["_plan_open_loop"](
+    parts = _split(
+        _compiled()["_plan_open_loop"],
+        n,
         delta_g,
         g,
         float(g_bounds[0]),
@@ -234,7 +323,9 @@ def plan_open_loop(
         ids,
         counts,
     )
-    return ids[:n_out].copy(), counts[:n_out].copy(), int(capped)
+    filled = [(start, n_out) for start, (n_out, _) in parts]
+    capped = sum(part_capped for _, (_, part_capped) in parts)
+    return _joined(ids, filled), _joined(counts, filled), int(capped)
 
 
 def pulse_constant(
@@ -260,7 +351,9 @@ def pulse_constant(
     g_before, g_after = np.empty(n), np.empty(n)
     effective = np.empty(n, dtype=np.bool_)
     gain = np.ascontiguousarray(gain[:1] if gain.strides == (0,) else gain, dtype=np.float64)
-    _compiled()["_pulse_constant"](
+    _split(
+        _compiled()["_pulse_constant"],
+        n,
         g,
         pulse_count,
         bounds[0],
@@ -284,13 +377,15 @@ def copy_changed(g: np.ndarray, candidates: np.ndarray, values: np.ndarray) -> n
     """Write ``values`` into ``g[candidates]`` where they differ; the devices that changed
     (ascending when ``candidates`` ascend)."""
     changed = np.empty(candidates.size, dtype=np.int64)
-    n = _compiled()["_copy_changed"](
+    parts = _split(
+        _compiled()["_copy_changed"],
+        candidates.size,
         g,
         np.ascontiguousarray(candidates, dtype=np.int64),
         np.ascontiguousarray(values, dtype=np.float64),
         changed,
     )
-    return changed[:n].copy()
+    return _joined(changed, parts)  # (start, changes) of every range
 
 
 def count_half_selected(
@@ -306,12 +401,19 @@ def count_half_selected(
     device's own correction in ``disturb``, the pulses per row and per column added to
     ``line_totals`` (int64 arrays, in place) for the caller to spread over the block."""
     per_row, per_col = line_totals
-    _compiled()["_count_half_selected"](
-        disturb,
-        int(first),
-        int(n_cols),
-        np.ascontiguousarray(ids, dtype=np.int64),
-        np.ascontiguousarray(applied, dtype=np.int64),
-        per_row,
-        per_col,
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    applied = np.ascontiguousarray(applied, dtype=np.int64)
+    kernel = _compiled()["_count_half_selected"]
+    ranges = _ranges(ids.size)
+    # each range adds to line totals of its own, the first to the caller's (integers: the
+    # sums are the same in any order)
+    lines = [line_totals] + [(np.zeros_like(per_row), np.zeros_like(per_col)) for _ in ranges[1:]]
+    _at_once(
+        [
+            partial(kernel, disturb, int(first), int(n_cols), ids, applied, *own, a, b)
+            for (a, b), own in zip(ranges, lines, strict=True)
+        ]
     )
+    for rows, cols in lines[1:]:
+        per_row += rows
+        per_col += cols

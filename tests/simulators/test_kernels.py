@@ -164,9 +164,33 @@ def test_count_half_selected_refuses_bad_blocks_and_counts_nothing():
     np.testing.assert_array_equal(counts[10:22].reshape(3, 4), want)
 
 
-def test_short_training_is_the_same_with_compiled_loops():
-    """Every pulse, count and conductance of a short open-loop run is the same."""
+@pytest.fixture
+def kernel_threads(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
+    """The compiled loops split over ``request.param`` threads (HIL_KERNEL_THREADS)."""
+    monkeypatch.setenv("HIL_KERNEL_THREADS", str(request.param))
+    kernels.threads.cache_clear()
+    monkeypatch.setattr(kernels, "_pool", None)  # a pool of the new size
+    yield request.param
+    kernels.threads.cache_clear()
+
+
+def test_kernel_threads_are_checked(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HIL_KERNEL_THREADS", "two")
+    kernels.threads.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="HIL_KERNEL_THREADS must be a whole number"):
+            kernels.threads()
+    finally:
+        kernels.threads.cache_clear()
+
+
+@pytest.mark.parametrize("kernel_threads", [1, 3], indirect=True)
+def test_short_training_is_the_same_with_compiled_loops(kernel_threads):
+    """Every pulse, count and conductance of a short open-loop run is the same, whether
+    each compiled loop runs on one thread or is split over three."""
     from hil.eqprop import EqProp
+
+    assert kernels.threads() == kernel_threads
 
     def train() -> tuple[np.ndarray, ...]:
         net = Network(small_spec("ideal", 4.0, g_init=0.5))
