@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from hil.errors import ConfigError
+
 #: Smallest array (devices, or pulsed devices) for which the compiled loops are used.
 MIN_DEVICES = 32_768
 
@@ -51,6 +53,7 @@ def _numba() -> Any:
     """The numba module, or None when it is not installed or ``HIL_KERNELS=0``."""
     if os.environ.get("HIL_KERNELS", "1").strip() == "0":
         return None
+    threads()  # a bad HIL_KERNEL_THREADS stops the first use, before any draw or pulse
     try:
         return importlib.import_module("numba")
     except ImportError:
@@ -66,8 +69,9 @@ def threads() -> int:
         try:
             return max(1, int(value))
         except ValueError:
-            raise ValueError(
-                f"HIL_KERNEL_THREADS must be a whole number of threads, got {value!r}"
+            raise ConfigError(
+                f"HIL_KERNEL_THREADS must be a whole number of threads, got {value!r}; "
+                "unset it to use every core (up to 4)"
             ) from None
     return max(1, min(os.cpu_count() or 1, 4))
 

@@ -174,14 +174,16 @@ def kernel_threads(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureReque
     kernels.threads.cache_clear()
 
 
-def test_kernel_threads_are_checked(monkeypatch: pytest.MonkeyPatch):
+def test_a_bad_kernel_thread_count_stops_the_first_use(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HIL_KERNEL_THREADS", "two")
     kernels.threads.cache_clear()
+    kernels._numba.cache_clear()
     try:
-        with pytest.raises(ValueError, match="HIL_KERNEL_THREADS must be a whole number"):
-            kernels.threads()
+        with pytest.raises(ConfigError, match="HIL_KERNEL_THREADS must be a whole number"):
+            kernels.active(10**6)
     finally:
         kernels.threads.cache_clear()
+        kernels._numba.cache_clear()
 
 
 @pytest.mark.parametrize("kernel_threads", [1, 3], indirect=True)
