@@ -40,11 +40,22 @@ from hil.errors import ConfigError
 #: Smallest array (devices, or pulsed devices) for which the compiled loops are used.
 MIN_DEVICES = 32_768
 
-#: Smallest range one thread gets (a range costs ~10 us to hand over).
+#: Smallest range one thread gets (handing a range to a helper thread and waiting for it
+#: costs 40-90 us on these 2-core virtual machines: the wake-up of an idle core).
 MIN_RANGE = 16_384
+
+#: The same for the light loops (a few arithmetic operations an element: the copy, the
+#: estimate's follow, the V/2 counting): at paper scale the hand-over costs more than
+#: half of one of them saves (measured: each was slower on two threads), so they are not
+#: split below a million elements.
+MIN_LIGHT_RANGE = 1 << 20
+
+#: Pulses of a device's chain added without a branch in the constant-step loop.
+_UNROLLED = 8
 
 _threshold: float = MIN_DEVICES
 _min_range: int = MIN_RANGE
+_min_light_range: int = MIN_LIGHT_RANGE
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -92,10 +103,11 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _ranges(n: int) -> list[tuple[int, int]]:
-    """``[0, n)`` cut into at most :func:`threads` contiguous ranges of ``_min_range`` or
-    more elements (one range for a small call)."""
-    parts = max(1, min(threads(), n // max(_min_range, 1)))
+def _ranges(n: int, light: bool = False) -> list[tuple[int, int]]:
+    """``[0, n)`` cut into at most :func:`threads` contiguous ranges of ``_min_range``
+    (``_min_light_range`` for a light loop) or more elements (one range for a small call)."""
+    smallest = _min_light_range if light else _min_range
+    parts = max(1, min(threads(), n // max(smallest, 1)))
     return [(part * n // parts, (part + 1) * n // parts) for part in range(parts)]
 
 
@@ -106,17 +118,23 @@ def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
     return [first, *(future.result() for future in others)]
 
 
-def _split(kernel: Callable[..., Any], n: int, *args: Any) -> list[tuple[int, Any]]:
-    """``kernel(*args, start, stop)`` over the ranges of ``[0, n)``, at once; ``(start,
-    result)`` of each range, in order."""
-    ranges = _ranges(n)
+def _split(
+    kernel: Callable[..., Any], n: int, *args: Any, light: bool = False
+) -> list[tuple[int, Any]]:
+    """``kernel(*args, start, stop)`` over the ranges of ``[0, n)`` (a ``light`` loop's),
+    at once; ``(start, result)`` of each range, in order."""
+    ranges = _ranges(n, light)
     results = _at_once([partial(kernel, *args, a, b) for a, b in ranges])
     return [(a, result) for (a, _), result in zip(ranges, results, strict=True)]
 
 
 def _joined(out: np.ndarray, filled: list[tuple[int, int]]) -> np.ndarray:
-    """``out[start : start + count]`` of every ``(start, count)``, in order, in one new array
-    (each range's loop writes its part of ``out`` from its own start)."""
+    """``out[start : start + count]`` of every ``(start, count)``, in order, in one array
+    (each range's loop writes its part of ``out`` from its own start); one range's part is
+    a view of ``out``, not a copy."""
+    if len(filled) == 1:
+        start, count = filled[0]
+        return out[start : start + count]
     return np.concatenate([out[start : start + count] for start, count in filled])
 
 
@@ -133,14 +151,17 @@ def active(size: int) -> bool:
 @contextmanager
 def forced(on: bool) -> Iterator[None]:
     """Use the compiled loops for every size (``on``) or for none within the block."""
-    global _threshold, _min_range
-    before = _threshold, _min_range
+    global _threshold, _min_range, _min_light_range
+    before = _threshold, _min_range, _min_light_range
     # on: also split calls of any size (so the tests' small arrays cross range ends)
-    _threshold, _min_range = (0, 1) if on else (math.inf, MIN_RANGE)
+    if on:
+        _threshold, _min_range, _min_light_range = 0, 1, 1
+    else:
+        _threshold, _min_range, _min_light_range = math.inf, MIN_RANGE, MIN_LIGHT_RANGE
     try:
         yield
     finally:
-        _threshold, _min_range = before
+        _threshold, _min_range, _min_light_range = before
 
 
 # --- the loops, as plain Python (compiled on first use) ---------------------------------------
@@ -155,6 +176,7 @@ def _plan_open_loop(
     max_pulses: int,
     ids_out: np.ndarray,
     counts_out: np.ndarray,
+    target_out: np.ndarray,
     start: int,
     stop: int,
 ) -> tuple[int, int]:
@@ -162,13 +184,20 @@ def _plan_open_loop(
     # steps, stochastic rounding with the device's draw, the cap, the sign. The signs and
     # the roundings are coin tosses: selects and arithmetic on comparisons, no branches
     # (a mispredicted branch costs more than the rest of the loop body).
-    # devices [start, stop) only; their pulses are written from ids_out[start] on
+    # devices [start, stop) only; their pulses are written from ids_out[start] on.
+    # With a target_out, also the target np.minimum(np.maximum(g + d, g_min), g_max) (a
+    # NaN kept, an equal value the first operand's, as numpy's): no second pass for it
     n_out = start
     capped = 0
+    with_target = target_out.size > 0
     for k in range(start, stop):
         d = delta_g[k]
         up = d > 0
         g_k = g[k]
+        if with_target:
+            t = g_k + d
+            t = t if (t >= g_min or t != t) else g_min
+            target_out[k] = t if (t <= g_max or t != t) else g_max
         room_up = g_max - g_k  # both rooms, then a select: no load or branch on the sign
         room_down = g_k - g_min
         room = room_up if up else room_down
@@ -211,7 +240,13 @@ def _pulse_constant(
     # simulators.devices.array.DeviceArray.apply_pulses for constant steps and no endurance
     # limit: every pulse counted; a device moves when it has pulses, gain and is not stuck,
     # by the increment (scale * gain) * step, then per pulse an addition and a clip
-    # (np.clip: the max, then the min)
+    # (np.clip: the max, then the min).
+    # From inside its bounds a device's chain is monotone (x + increment rounds to a value
+    # on the same side of x), so only the bound it moves towards can clip, and once there
+    # every later sum is past it as well: the chain clipped once at the end has the same
+    # bits. Its first 8 additions run without a branch (the n-th sum kept by a select): the
+    # counts vary from device to device, and a loop exit mispredicted per device cost more
+    # than the additions. A device outside its bounds takes the chain clip by clip.
     scalar_gain = gain.size == 1
     any_stuck = stuck.size > 1
     for k in range(start, stop):
@@ -225,18 +260,25 @@ def _pulse_constant(
         effective[k] = moves
         pulse_count[d] += n_pulses
         if moves:
-            if signed_count > 0:
-                increment = scale_up[d] * gain_k
-                increment = increment * step_up
-            else:
-                increment = scale_down[d] * gain_k
-                increment = increment * -step_down
+            up = signed_count > 0
+            increment = (scale_up[d] if up else scale_down[d]) * gain_k
+            increment = increment * (step_up if up else -step_down)
             lo = lo_all[d]
             hi = hi_all[d]
-            for _ in range(n_pulses):
-                x = x + increment
+            if lo <= x <= hi:
+                total = x
+                for n in range(1, _UNROLLED + 1):
+                    total = total + increment
+                    x = total if n <= n_pulses else x
+                for _ in range(_UNROLLED, n_pulses):
+                    x = x + increment
                 x = x if x > lo else lo
                 x = x if x < hi else hi
+            else:
+                for _ in range(n_pulses):
+                    x = x + increment
+                    x = x if x > lo else lo
+                    x = x if x < hi else hi
             g_all[d] = x
         g_after[k] = x
 
@@ -285,6 +327,42 @@ def _count_half_selected(
         disturb[ids[k]] -= 2 * pulses
 
 
+def _follow_pulses(
+    g: np.ndarray,
+    ids: np.ndarray,
+    applied: np.ndarray,
+    step_up: float,
+    step_down: float,
+    start: int,
+    stop: int,
+) -> None:
+    # hil.programming.Programmer._follow, its first half: g[ids] += applied * step, the
+    # step up for a positive count, else down (distinct ids)
+    for k in range(start, stop):
+        count = applied[k]
+        g[ids[k]] += count * (step_up if count > 0 else step_down)
+
+
+def _clip_residual(
+    g: np.ndarray,
+    g_min: float,
+    g_max: float,
+    target: np.ndarray,
+    start: int,
+    stop: int,
+) -> None:
+    # the second half: np.clip(g, g_min, g_max, out=g) (numpy's clip: the max, then the
+    # min, a NaN kept), then target - g into target when there is one
+    residual = target.size > 0
+    for k in range(start, stop):
+        x = g[k]
+        x = x if (x != x or x > g_min) else g_min
+        x = x if (x != x or x < g_max) else g_max
+        g[k] = x
+        if residual:
+            target[k] = target[k] - x
+
+
 @cache
 def _compiled() -> dict[str, Any]:
     numba = _numba()
@@ -293,7 +371,14 @@ def _compiled() -> dict[str, Any]:
     jit = numba.njit(cache=True, nogil=True)
     return {
         f.__name__: jit(f)
-        for f in (_plan_open_loop, _pulse_constant, _copy_changed, _count_half_selected)
+        for f in (
+            _plan_open_loop,
+            _pulse_constant,
+            _copy_changed,
+            _count_half_selected,
+            _follow_pulses,
+            _clip_residual,
+        )
     }
 
 
@@ -305,10 +390,12 @@ def plan_open_loop(
     steps: tuple[float, float],
     draws: np.ndarray,
     max_pulses: int,
+    target_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Open-loop pulse counts: ``(ids, signed counts, capped)`` of
     :func:`hil.programming.plan_open_loop` (arguments as there; ``steps`` is
-    ``(step_up, step_down)`` in S, ``draws`` the uniform draws of its stochastic rounding).
+    ``(step_up, step_down)`` in S, ``draws`` the uniform draws of its stochastic rounding;
+    ``target_out``, if given, gets ``clip(g + delta_g)``).
     """
     n = delta_g.size
     ids = np.empty(n, dtype=np.int64)
@@ -326,6 +413,7 @@ def plan_open_loop(
         int(max_pulses),
         ids,
         counts,
+        np.zeros(0) if target_out is None else target_out,
     )
     filled = [(start, n_out) for start, (n_out, _) in parts]
     capped = sum(part_capped for _, (_, part_capped) in parts)
@@ -388,6 +476,7 @@ def copy_changed(g: np.ndarray, candidates: np.ndarray, values: np.ndarray) -> n
         np.ascontiguousarray(candidates, dtype=np.int64),
         np.ascontiguousarray(values, dtype=np.float64),
         changed,
+        light=True,
     )
     return _joined(changed, parts)  # (start, changes) of every range
 
@@ -408,7 +497,7 @@ def count_half_selected(
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     applied = np.ascontiguousarray(applied, dtype=np.int64)
     kernel = _compiled()["_count_half_selected"]
-    ranges = _ranges(ids.size)
+    ranges = _ranges(ids.size, light=True)
     # each range adds to line totals of its own, the first to the caller's (integers: the
     # sums are the same in any order)
     lines = [line_totals] + [(np.zeros_like(per_row), np.zeros_like(per_col)) for _ in ranges[1:]]
@@ -421,3 +510,23 @@ def count_half_selected(
     for rows, cols in lines[1:]:
         per_row += rows
         per_col += cols
+
+
+def follow_pulses(
+    g: np.ndarray,
+    ids: np.ndarray,
+    applied: np.ndarray,
+    steps: tuple[float, float],
+    g_bounds: tuple[float, float],
+    target: np.ndarray | None = None,
+) -> None:
+    """Move the estimate ``g`` (in place) by the nominal step of every pulse ``applied`` to
+    ``ids`` (distinct; ``steps`` is ``(step_up, step_down)``), clip all of it to
+    ``g_bounds``, and turn ``target`` (same shape as ``g``, if given) into ``target - g``
+    in place: ``hil.programming.Programmer._follow`` and the residual after it."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    applied = np.ascontiguousarray(applied, dtype=np.int64)
+    kernel = _compiled()
+    _split(kernel["_follow_pulses"], ids.size, g, ids, applied, *map(float, steps), light=True)
+    residual = np.zeros(0) if target is None else target
+    _split(kernel["_clip_residual"], g.size, g, *map(float, g_bounds), residual, light=True)

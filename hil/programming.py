@@ -179,6 +179,7 @@ def plan_open_loop(
     calibration: PulseCalibration,
     max_pulses: int,
     rng: np.random.Generator,
+    target_out: np.ndarray | None = None,
 ) -> PulsePlan:
     """Pulse counts that move each device by ``delta_g`` on average.
 
@@ -194,16 +195,27 @@ def plan_open_loop(
         Nominal step per pulse in each direction.
     max_pulses : int
         Most pulses one device may receive in one request (the bench's limit).
+    rng : numpy Generator
+        For the stochastic rounding (one uniform draw per device).
+    target_out : ndarray, shape (n_devices,), optional
+        Filled with the conductances the plan aims at, ``clip(g_estimate + delta_g)``
+        (S), in the same pass.
     """
     g_min, g_max = g_bounds
     if kernels.active(delta_g.size):  # the same counts from one compiled loop
         draws = rng.random(delta_g.shape)
         steps = (calibration.step_up, calibration.step_down)
         ids, counts, capped = kernels.plan_open_loop(
-            delta_g, g_estimate, g_bounds, steps, draws, max_pulses
+            delta_g, g_estimate, g_bounds, steps, draws, max_pulses, target_out
         )
         request = PulseRequest(ids, counts, calibration.amplitude_v, calibration.width_s)
         return PulsePlan(request, capped)
+    if target_out is not None:
+        # np.clip(g + delta_g, g_min, g_max) in place (at paper scale a fresh 1.3 MB
+        # temporary costs as much as the arithmetic); its finite values, bit for bit
+        np.add(g_estimate, delta_g, out=target_out)
+        np.maximum(target_out, g_min, out=target_out)
+        np.minimum(target_out, g_max, out=target_out)
     # The signs of an update are a coin toss per device: branch-free selects (the bits of
     # np.where, hil.numerics) and sign products instead of a mispredicted branch each.
     up = delta_g > 0
@@ -314,10 +326,19 @@ class Programmer(ABC):
             return float(cal.step_up)
         return select(np.asarray(direction) > 0, cal.step_up, cal.step_down)
 
-    def _follow(self, report: PulseReport, g: np.ndarray) -> None:
-        """Move the estimate ``g`` by the nominal step of every pulse delivered."""
+    def _follow(self, report: PulseReport, g: np.ndarray, target: np.ndarray | None = None) -> None:
+        """Move the estimate ``g`` by the nominal step of every pulse delivered; with a
+        ``target`` (every device's), turn it into ``target - g`` in place after."""
+        bounds = self.bench.network.g_bounds
+        if kernels.active(g.size):  # the same values in two compiled passes
+            cal = self.bench.calibration
+            steps = (float(cal.step_up), float(cal.step_down))
+            kernels.follow_pulses(g, report.device_ids, report.applied, steps, bounds, target)
+            return
         g[report.device_ids] += report.applied * self._steps(report.applied)
-        np.clip(g, *self.bench.network.g_bounds, out=g)
+        np.clip(g, *bounds, out=g)
+        if target is not None:
+            np.subtract(target, g, out=target)
 
 
 class OpenLoopProgrammer(Programmer):
@@ -328,12 +349,7 @@ class OpenLoopProgrammer(Programmer):
     def _apply(self, delta_g: np.ndarray) -> ProgrammingReport:
         """See :meth:`Programmer.apply` and the module docstring."""
         g = self.estimate()
-        g_min, g_max = self.bench.network.g_bounds
-        # np.clip(g + delta_g, g_min, g_max) in one array (at paper scale a fresh 1.3 MB
-        # temporary costs as much as the arithmetic); its finite values, bit for bit
-        target = np.add(g, delta_g)
-        np.maximum(target, g_min, out=target)
-        np.minimum(target, g_max, out=target)
+        target = np.empty_like(g)  # clip(g + delta_g): what every device should reach
         plan = plan_open_loop(
             delta_g,
             g,
@@ -341,15 +357,17 @@ class OpenLoopProgrammer(Programmer):
             self.bench.calibration,
             self.bench.limits.max_pulses_per_request,
             self.rng,
+            target_out=target,
         )
         self.capped += plan.capped
         report = self.bench.pulse(plan.request)
-        self._follow(report, g)
-        ids = np.flatnonzero(delta_g != 0)  # (a bool array's nonzero has no branch)
+        self._follow(report, g, target)  # target - g in place: the residual of every device
         # every device has an update in a typical step: no gathers then
-        residual = (
-            np.subtract(target, g, out=target) if ids.size == g.size else target[ids] - g[ids]
-        )
+        if np.count_nonzero(delta_g) == g.size:
+            ids, residual = np.arange(g.size), target
+        else:
+            ids = np.flatnonzero(delta_g)
+            residual = target[ids]
         return ProgrammingReport(
             ids,
             residual,

@@ -18,7 +18,7 @@ from hil import kernels
 from hil.bench import PulseCalibration, PulseRequest
 from hil.errors import ConfigError
 from hil.network import Network
-from hil.programming import OpenLoopProgrammer, plan_open_loop
+from hil.programming import OpenLoopProgrammer, SignProgrammer, plan_open_loop
 from simulators.bench import SimulatedBench, ideal_device
 from simulators.devices import DeviceArray, Variability
 from tests.networks import small_spec
@@ -49,12 +49,15 @@ def test_compiled_plan_is_the_numpy_plan(steps):
         g[:2] = 0.5 * (G_MIN + G_MAX)
         seed = int(rng.integers(1 << 30))
 
-        def plan(delta_g=delta_g, g=g, seed=seed) -> tuple[Any, float]:
+        def plan(delta_g=delta_g, g=g, seed=seed) -> tuple[Any, float, np.ndarray]:
             draws = np.random.default_rng(seed)
-            result = plan_open_loop(delta_g, g, (G_MIN, G_MAX), cal, 50, draws)
-            return result, draws.random()  # the same draws used
+            target = np.full(g.size, np.nan)
+            result = plan_open_loop(delta_g, g, (G_MIN, G_MAX), cal, 50, draws, target)
+            return result, draws.random(), target  # the same draws used
 
-        (fast, after_fast), (slow, after_slow) = both(plan)
+        (fast, after_fast, target_fast), (slow, after_slow, target_slow) = both(plan)
+        np.testing.assert_array_equal(target_fast, target_slow)
+        np.testing.assert_array_equal(target_slow, np.clip(g + delta_g, G_MIN, G_MAX))
         np.testing.assert_array_equal(fast.request.device_ids, slow.request.device_ids)
         np.testing.assert_array_equal(fast.request.counts, slow.request.counts)
         assert fast.request.device_ids.dtype == slow.request.device_ids.dtype == np.int64
@@ -107,6 +110,40 @@ def test_compiled_pulses_beyond_16_bit_counts():
 
     fast, slow = both(run)
     np.testing.assert_array_equal(fast, slow)
+
+
+def test_compiled_pulses_from_outside_the_bounds_and_into_them():
+    """The compiled chain clips once at the end from inside the bounds: devices that start
+    outside (a restored state), reach a bound mid-chain, or have more pulses than its
+    branch-free part get the numpy chain's bits all the same."""
+    model = ideal_device((G_MIN, G_MAX), n_states=50).replace(
+        variability=Variability(step_d2d=0.2, bounds_d2d=0.05)
+    )
+    n = 3000
+    rng = np.random.default_rng(7)
+    ids = np.arange(n)
+    counts = rng.integers(-70, 71, n)
+    counts[:8] = [1, -1, 8, -8, 9, -9, 60, -60]
+
+    def run() -> tuple[np.ndarray, ...]:
+        array = DeviceArray(model, n, seed=3)
+        state = array.state_dict()
+        g = state["g"]
+        g[::5] = state["lo"][::5] * 0.9  # below the device's own bound
+        g[1::5] = state["hi"][1::5] * 1.1  # above it
+        g[2::5] = state["hi"][2::5]  # on a bound
+        g[3::5] = state["lo"][3::5]
+        array.load_state_dict(state)
+        out = array.apply_pulses(ids, counts, 1.0, 1e-6)
+        return array.conductances, out.g_after, state["lo"], state["hi"]
+
+    fast, slow = both(run)
+    for a, b in zip(fast[:2], slow[:2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    g, _, lo, hi = fast
+    inside = slice(4, None, 5)  # started inside: some chains end on each bound
+    assert np.count_nonzero(g[inside] == hi[inside]) > 50
+    assert np.count_nonzero(g[inside] == lo[inside]) > 50
 
 
 @pytest.mark.parametrize("order", ["ascending", "shuffled"])
@@ -162,6 +199,37 @@ def test_count_half_selected_refuses_bad_blocks_and_counts_nothing():
     want = np.array([[3, 3, 3, 3], [0, 0, 0, 0], [3, 3, 3, 3]]) + np.array([1, 0, 0, 5])
     want.flat[[0, 3, 11]] -= 2 * np.abs(applied)
     np.testing.assert_array_equal(counts[10:22].reshape(3, 4), want)
+
+
+@pytest.mark.parametrize("programmer_class", [OpenLoopProgrammer, SignProgrammer])
+def test_compiled_programmers_follow_and_report_like_numpy(programmer_class):
+    """The programmer's target, estimate and residual from the compiled passes: updates
+    with zeros (the residual of some devices only) and without, estimates outside the
+    range (a noisy read) that the follow clips back."""
+    net = Network(small_spec(g_init=0.5))
+    g_min, g_max = net.g_bounds
+
+    def run() -> list[np.ndarray]:
+        bench = SimulatedBench(net, seed=1)
+        programmer = programmer_class(bench, np.random.default_rng(2))
+        rng = np.random.default_rng(3)
+        estimate = rng.uniform(0.9 * g_min, 1.05 * g_max, net.n_devices)
+        programmer.g_estimate = estimate
+        values = []
+        for call in range(6):
+            delta_g = rng.normal(0, 0.02 * g_max, net.n_devices)
+            if call % 2:
+                delta_g[rng.random(net.n_devices) < 0.3] = 0.0
+            report = programmer.apply(delta_g)
+            values += [report.device_ids, report.residual, programmer.estimate().copy()]
+        assert programmer.estimate().min() >= g_min and programmer.estimate().max() <= g_max
+        return values
+
+    fast, slow = both(run)
+    assert any(a.size < net.n_devices for a in fast[::3])  # some calls left devices out
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.fixture
