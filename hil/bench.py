@@ -18,6 +18,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 from pydantic import Field, model_validator
 
+from hil import kernels
 from hil.errors import SafetyError
 from hil.network import Network
 from hil.schema import MAX_COUNT, Schema
@@ -75,7 +76,7 @@ class SafetyLimits(Schema):
         counts = np.asarray(request.counts)
         if counts.size:
             # compare both ends: np.abs of the most negative int64 overflows to itself
-            low, high = int(counts.min()), int(counts.max())
+            low, high, _ = kernels.int_summary(counts)
             worst = max(high, -low)
             if worst > self.max_pulses_per_request:
                 raise SafetyError(
@@ -339,9 +340,9 @@ class PulseRequest:
         n = ids.size
         if n < 2:
             return False
-        if bool(np.all(ids[1:] > ids[:-1])):  # strictly ascending (a plan's ids): distinct
+        lo, hi, ascending = kernels.int_summary(ids)
+        if ascending:  # strictly ascending (a plan's ids): distinct
             return False
-        lo, hi = int(ids.min()), int(ids.max())
         span = hi - lo + 1  # Python ints: no overflow at the int64 extremes
         if span < n:
             return True  # pigeonhole: n distinct integers need n values
@@ -374,11 +375,12 @@ def check_device_ids(device_ids: object, n_devices: int) -> np.ndarray:
             f"device ids must be integers, got {ids.dtype} values; nothing was applied"
         )
     ids = ids.astype(np.int64, copy=False)
-    if ids.size and (ids.min() < 0 or ids.max() >= n_devices):
-        raise SafetyError(
-            f"device ids must be in [0, {n_devices}), got [{ids.min()}, {ids.max()}];"
-            " nothing was applied"
-        )
+    if ids.size:
+        lo, hi, _ = kernels.int_summary(ids)
+        if lo < 0 or hi >= n_devices:
+            raise SafetyError(
+                f"device ids must be in [0, {n_devices}), got [{lo}, {hi}]; nothing was applied"
+            )
     return ids
 
 

@@ -318,12 +318,21 @@ def _count_half_selected(
     # (i, j) sees the pulses of row i and column j but its own, twice (integers: any
     # order). The line totals accumulate in per_row / per_col (the caller adds them to the
     # whole block when the counts are read); here only the selected devices' own.
+    # The ids ascend (the caller checks), so the row only moves forward: found by steps
+    # from the range's first device, not a 64-bit division per device (its latency was
+    # most of the loop).
+    if start >= stop:
+        return
+    row = (ids[start] - first) // n_cols
+    row_start = row * n_cols
     for k in range(start, stop):
         position = ids[k] - first
-        row = position // n_cols
+        while position >= row_start + n_cols:
+            row += 1
+            row_start += n_cols
         pulses = abs(applied[k])
         per_row[row] += pulses
-        per_col[position - row * n_cols] += pulses
+        per_col[position - row_start] += pulses
         disturb[ids[k]] -= 2 * pulses
 
 
@@ -348,19 +357,40 @@ def _clip_residual(
     g_min: float,
     g_max: float,
     target: np.ndarray,
+    delta_g: np.ndarray,
+    ids_out: np.ndarray,
+    residual_out: np.ndarray,
     start: int,
     stop: int,
-) -> None:
+) -> int:
     # the second half: np.clip(g, g_min, g_max, out=g) (numpy's clip: the max, then the
-    # min, a NaN kept), then target - g into target when there is one
+    # min, a NaN kept); with a target, target - g of the devices whose delta_g is not 0,
+    # listed in order from ids_out[start] / residual_out[start] on
     residual = target.size > 0
+    n_out = start
     for k in range(start, stop):
         x = g[k]
         x = x if (x != x or x > g_min) else g_min
         x = x if (x != x or x < g_max) else g_max
         g[k] = x
         if residual:
-            target[k] = target[k] - x
+            ids_out[n_out] = k
+            residual_out[n_out] = target[k] - x
+            n_out += delta_g[k] != 0
+    return n_out - start
+
+
+def _int_summary(values: np.ndarray) -> tuple[int, int, bool]:
+    # min, max and whether strictly ascending, in one pass (values.size >= 1)
+    lo = values[0]
+    hi = values[0]
+    ascending = True
+    for k in range(1, values.size):
+        v = values[k]
+        ascending &= v > values[k - 1]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi, ascending
 
 
 @cache
@@ -378,6 +408,7 @@ def _compiled() -> dict[str, Any]:
             _count_half_selected,
             _follow_pulses,
             _clip_residual,
+            _int_summary,
         )
     }
 
@@ -489,7 +520,7 @@ def count_half_selected(
     applied: np.ndarray,
     line_totals: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    """Count the V/2 half-select exposures of pulses ``applied`` to ``ids`` (distinct
+    """Count the V/2 half-select exposures of pulses ``applied`` to ``ids`` (ascending
     devices of a block ``n_cols`` wide whose device (0, 0) is ``first``): each selected
     device's own correction in ``disturb``, the pulses per row and per column added to
     ``line_totals`` (int64 arrays, in place) for the caller to spread over the block."""
@@ -518,15 +549,42 @@ def follow_pulses(
     applied: np.ndarray,
     steps: tuple[float, float],
     g_bounds: tuple[float, float],
-    target: np.ndarray | None = None,
-) -> None:
+    residual_of: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Move the estimate ``g`` (in place) by the nominal step of every pulse ``applied`` to
-    ``ids`` (distinct; ``steps`` is ``(step_up, step_down)``), clip all of it to
-    ``g_bounds``, and turn ``target`` (same shape as ``g``, if given) into ``target - g``
-    in place: ``hil.programming.Programmer._follow`` and the residual after it."""
+    ``ids`` (distinct; ``steps`` is ``(step_up, step_down)``) and clip all of it to
+    ``g_bounds``: ``hil.programming.Programmer._follow``. With ``residual_of = (target,
+    delta_g)`` (every device's), also ``(changed, target[changed] - g[changed])`` for the
+    devices whose ``delta_g`` is not 0, from the same pass."""
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     applied = np.ascontiguousarray(applied, dtype=np.int64)
     kernel = _compiled()
     _split(kernel["_follow_pulses"], ids.size, g, ids, applied, *map(float, steps), light=True)
-    residual = np.zeros(0) if target is None else target
-    _split(kernel["_clip_residual"], g.size, g, *map(float, g_bounds), residual, light=True)
+    n = g.size if residual_of is not None else 0
+    target, delta_g = residual_of if residual_of is not None else (np.zeros(0), np.zeros(0))
+    changed, residual = np.empty(n, dtype=np.int64), np.empty(n)
+    parts = _split(
+        kernel["_clip_residual"],
+        g.size,
+        g,
+        *map(float, g_bounds),
+        target,
+        delta_g,
+        changed,
+        residual,
+        light=True,
+    )
+    if residual_of is None:
+        return None
+    return _joined(changed, parts), _joined(residual, parts)
+
+
+def int_summary(values: np.ndarray) -> tuple[int, int, bool]:
+    """``(min, max, strictly ascending)`` of a non-empty 1-D integer array: one compiled
+    pass for a large int64 array (what the id checks of a pulse ask three or four numpy
+    passes for), numpy's reductions otherwise."""
+    if values.dtype == np.int64 and values.ndim == 1 and active(values.size):
+        lo, hi, ascending = _compiled()["_int_summary"](values)
+        return int(lo), int(hi), bool(ascending)
+    ascending = values.size < 2 or bool(np.all(values[1:] > values[:-1]))
+    return int(values.min()), int(values.max()), ascending

@@ -326,19 +326,32 @@ class Programmer(ABC):
             return float(cal.step_up)
         return select(np.asarray(direction) > 0, cal.step_up, cal.step_down)
 
-    def _follow(self, report: PulseReport, g: np.ndarray, target: np.ndarray | None = None) -> None:
-        """Move the estimate ``g`` by the nominal step of every pulse delivered; with a
-        ``target`` (every device's), turn it into ``target - g`` in place after."""
+    def _follow(
+        self,
+        report: PulseReport,
+        g: np.ndarray,
+        residual_of: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Move the estimate ``g`` by the nominal step of every pulse delivered. With
+        ``residual_of = (target, delta_g)``: the devices with an update (``delta_g`` not 0)
+        and their ``target - g`` after, ``(ids, residual)``."""
         bounds = self.bench.network.g_bounds
         if kernels.active(g.size):  # the same values in two compiled passes
             cal = self.bench.calibration
             steps = (float(cal.step_up), float(cal.step_down))
-            kernels.follow_pulses(g, report.device_ids, report.applied, steps, bounds, target)
-            return
+            return kernels.follow_pulses(
+                g, report.device_ids, report.applied, steps, bounds, residual_of
+            )
         g[report.device_ids] += report.applied * self._steps(report.applied)
         np.clip(g, *bounds, out=g)
-        if target is not None:
-            np.subtract(target, g, out=target)
+        if residual_of is None:
+            return None
+        target, delta_g = residual_of
+        ids = np.flatnonzero(delta_g != 0)  # (a bool array's nonzero has no branch)
+        # every device has an update in a typical step: no gathers then
+        if ids.size == g.size:
+            return ids, np.subtract(target, g, out=target)
+        return ids, target[ids] - g[ids]
 
 
 class OpenLoopProgrammer(Programmer):
@@ -361,13 +374,9 @@ class OpenLoopProgrammer(Programmer):
         )
         self.capped += plan.capped
         report = self.bench.pulse(plan.request)
-        self._follow(report, g, target)  # target - g in place: the residual of every device
-        # every device has an update in a typical step: no gathers then
-        if np.count_nonzero(delta_g) == g.size:
-            ids, residual = np.arange(g.size), target
-        else:
-            ids = np.flatnonzero(delta_g)
-            residual = target[ids]
+        followed = self._follow(report, g, (target, delta_g))
+        assert followed is not None
+        ids, residual = followed
         return ProgrammingReport(
             ids,
             residual,

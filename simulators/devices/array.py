@@ -368,7 +368,7 @@ class DeviceArray:
             raise ConfigError(
                 f"device_idx must lie in the block [{first}, {first + n_rows * n_cols})"
             )
-        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+        if ids.size > 1 and not kernels.int_summary(ids)[2]:
             raise ConfigError("device_idx must ascend (distinct devices)")
         # The line totals wait until the counts are read: a step then touches the pulsed
         # devices only, not every device of the block.
@@ -669,11 +669,12 @@ class DeviceArray:
 
     def _check_idx(self, device_idx: np.ndarray) -> np.ndarray:
         idx = _check_int(device_idx, None, "device_idx")
-        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
-            raise ConfigError(
-                f"device_idx must lie in [0, {self._n - 1}], got min {idx.min()} max {idx.max()}"
-            )
-        if idx.size > 1 and not bool(np.all(idx[1:] > idx[:-1])):  # ascending: distinct
+        if not idx.size:
+            return idx
+        lo, hi, ascending = kernels.int_summary(idx)
+        if lo < 0 or hi >= self._n:
+            raise ConfigError(f"device_idx must lie in [0, {self._n - 1}], got min {lo} max {hi}")
+        if not ascending:  # ascending ids are distinct
             seen = np.zeros(self._n, dtype=bool)
             seen[idx] = True
             if np.count_nonzero(seen) != idx.size:
@@ -760,9 +761,12 @@ class DeviceArray:
 
 
 def _check_int(values: Any, size: int | None, name: str) -> np.ndarray:
-    """``values`` as a 1-D int64 array (a scalar broadcasts to ``size``, or to one element)."""
+    """``values`` as a 1-D int64 array (a scalar broadcasts to ``size``, or to one element);
+    an int64 array is returned as it is (checking must not cost a copy at paper scale; no
+    caller writes to the result), anything else as a new array."""
     array = np.asarray(values)
-    if array.ndim == 0:
+    scalar = array.ndim == 0
+    if scalar:
         array = np.broadcast_to(array, (1 if size is None else size,))
     if array.ndim != 1 or (size is not None and array.size != size):
         want = "a 1-D array" if size is None else f"shape ({size},)"
@@ -773,7 +777,7 @@ def _check_int(values: Any, size: int | None, name: str) -> np.ndarray:
         )
         if not integral:
             raise ConfigError(f"{name} must hold integers, got dtype {array.dtype}")
-    return array.astype(np.int64)
+    return array.astype(np.int64, copy=scalar)  # a broadcast scalar becomes a real array
 
 
 def _float_per_device(values: Any, size: int, name: str) -> np.ndarray:

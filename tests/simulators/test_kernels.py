@@ -16,7 +16,7 @@ import pytest
 
 from hil import kernels
 from hil.bench import PulseCalibration, PulseRequest
-from hil.errors import ConfigError
+from hil.errors import ConfigError, SafetyError
 from hil.network import Network
 from hil.programming import OpenLoopProgrammer, SignProgrammer, plan_open_loop
 from simulators.bench import SimulatedBench, ideal_device
@@ -230,6 +230,47 @@ def test_compiled_programmers_follow_and_report_like_numpy(programmer_class):
     for a, b in zip(fast, slow, strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+
+
+def test_int_summary_is_numpy_min_max_and_ascending():
+    rng = np.random.default_rng(11)
+    big = np.iinfo(np.int64)
+    cases = [
+        np.array([5]),
+        np.array([3, 3]),
+        np.array([1, 2, 2, 3]),
+        np.array([big.min, 0, big.max]),
+        np.array([big.max, big.min]),
+        np.arange(1000),
+        np.sort(rng.choice(10**6, 5000, replace=False)),
+        rng.integers(-(10**9), 10**9, 5000),
+    ]
+    for values in cases:
+        with kernels.forced(True):
+            fast = kernels.int_summary(values)
+        with kernels.forced(False):
+            slow = kernels.int_summary(values)
+        want = (values.min(), values.max(), bool(np.all(values[1:] > values[:-1])))
+        assert fast == slow == want
+
+
+def test_compiled_id_checks_refuse_what_numpy_refuses():
+    """A repeat or an id out of range is refused with the compiled checks as without."""
+    net = Network(small_spec(g_init=0.5))
+    for on in (True, False):
+        with kernels.forced(on):
+            bench = SimulatedBench(net, seed=1)
+            before = bench.devices.conductances.copy()
+            ids = np.arange(40)
+            with pytest.raises(SafetyError, match="repeat"):
+                PulseRequest(np.r_[ids, 7], np.ones(41, np.int64), 1.0, 1e-6)
+            with pytest.raises(SafetyError, match="must be in"):
+                bench.pulse(
+                    PulseRequest(np.r_[ids, net.n_devices], np.ones(41, np.int64), 1.0, 1e-6)
+                )
+            with pytest.raises(ConfigError, match="repeat"):
+                bench.devices.apply_pulses(np.r_[ids, 3], np.ones(41, np.int64), 1.0, 1e-6)
+            np.testing.assert_array_equal(bench.devices.conductances, before)
 
 
 @pytest.fixture
