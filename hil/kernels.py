@@ -1,11 +1,13 @@
 """Compiled loops for the per-device passes of a programming step (numba, optional).
 
-A training step at the founding paper's size pulses ~70,000 of 159,040 devices. In numpy
-each stage of that (plan the counts, move the devices, count the half-select exposures) is
-ten to thirty passes over the devices, 20-150 us each; here each stage is one loop, compiled
-by numba. They are the numpy code's arithmetic in the numpy code's order, so every result
-is the same bit for bit (the tests compare the two on random and edge-case inputs); the
-numpy code stays the reference, and the only path where numba is not installed.
+A training step at the founding paper's size pulses ~100,000 of 159,040 devices. In numpy
+each stage of that (plan the counts and the target, check the ids, move the devices, count
+the half-select exposures, copy the changes into the circuit, follow the estimate and take
+the residual) is several to thirty passes over the devices, 20-150 us each; here each stage
+is one loop, compiled by numba. They compute the numpy code's values (its arithmetic in its
+order, or an order shown to give the same bits, as the constant-step chain's), so every
+result is the same bit for bit (the tests compare the two on random and edge-case inputs);
+the numpy code stays the reference, and the only path where numba is not installed.
 
 The kernels run only for arrays of at least :data:`MIN_DEVICES` elements (below that the
 numpy passes take microseconds and the first call's compilation, ~1 s a kernel before the
