@@ -197,6 +197,7 @@ class BoardLink:
         interrupted: Callable[[str | None], None] | None = None,
         *,
         counted: bool = True,
+        busy: float = 0.0,
     ) -> str:
         """Send one command line and return its reply line (the text, unframed, stripped).
 
@@ -208,19 +209,23 @@ class BoardLink:
             the reply drained from the port (None when it did not come) before re-raising.
         counted : bool
             Count the line in ``commands_sent`` (False: a keepalive, in ``pings_sent``).
+        busy : float
+            Seconds the board needs to carry the command out (a pulse train), waited for on
+            top of ``timeout`` before its silence counts as a timeout.
 
         Raises
         ------
         NotSent
             The port is closed: nothing was sent.
         InstrumentError
-            No reply within ``timeout``, a reply that fails its checksum, or the port failed.
+            No reply within ``timeout + busy``, a reply that fails its checksum, or the port
+            failed.
         ValueError
             The line would exceed ``max_line``; nothing sent.
         """
         with self._lock:
             port = self._require_port(command)
-            reply = self._once(port, command, interrupted, counted)
+            reply = self._once(port, command, interrupted, counted, busy)
             for _ in range(FRAME_RETRIES):
                 if not (self.protocol >= 2 and reply.startswith("ERR 120 ")):
                     break
@@ -232,7 +237,7 @@ class BoardLink:
                     command[:60],
                     reply,
                 )
-                reply = self._once(port, command, interrupted, counted)
+                reply = self._once(port, command, interrupted, counted, busy)
             return reply
 
     def send_now(self, command: str) -> bool:
@@ -309,8 +314,10 @@ class BoardLink:
         command: str,
         interrupted: Callable[[str | None], None] | None,
         counted: bool,
+        busy: float = 0.0,
     ) -> str:
         writing = False
+        wait = self.timeout + busy
         try:
             if self.protocol < 2:  # no sequence numbers: drop a late reply before asking
                 self._rx.clear()
@@ -318,7 +325,7 @@ class BoardLink:
                     self.bytes_received += len(port.read(port.in_waiting))
             writing = True
             seq = self._send(port, command, counted)
-            reply = self._await(port, seq, command, time.monotonic() + self.timeout)
+            reply = self._await(port, seq, command, time.monotonic() + wait)
         except KeyboardInterrupt:
             if writing and interrupted is not None:
                 interrupted(self._drain(port, command))
@@ -329,7 +336,7 @@ class BoardLink:
             part = bytes(self._rx[:80]) + (b"..." if len(self._rx) > 80 else b"")
             got = f" (partial {part!r}, {len(self._rx)} bytes)" if self._rx else ""
             self._rx.clear()
-            raise InstrumentError(self.name, command, f"no reply within {self.timeout} s{got}")
+            raise InstrumentError(self.name, command, f"no reply within {wait:.3g} s{got}")
         return reply
 
     def _send(self, port: serial.SerialBase, command: str, counted: bool) -> int | None:
@@ -402,7 +409,12 @@ class BoardLink:
             self.bytes_received += len(chunk)
             self._rx += chunk
             deadline += len(chunk) * BITS_PER_BYTE / self.baudrate
-            if b"\n" not in self._rx and (not chunk or time.monotonic() >= deadline):
+            if b"\n" in self._rx:
+                break
+            # an empty read was a whole ``timeout`` of silence: the end, unless the board
+            # was given longer (a pulse train) and at least half a timeout of it is left
+            left = deadline - time.monotonic()
+            if left <= 0 or (not chunk and left < 0.5 * self.timeout):
                 return None, deadline
         end = self._rx.index(b"\n") + 1
         line = bytes(self._rx[:end])

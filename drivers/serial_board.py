@@ -242,7 +242,8 @@ class SerialBoard:
     baudrate : int
         Line speed (baud).
     timeout : float
-        Longest wait for one reply line (s).
+        Longest wait for one reply line (s); a ``PULSE:MANY`` line is also given the time of
+        its pulses (``count * (width + pulse_allowance)``).
     models : sequence of str
         Models this driver accepts at connect.
     protocol : int, optional
@@ -258,6 +259,10 @@ class SerialBoard:
     watchdog : float or None
         As given.
     """
+
+    #: Time (s) one pulse may take on the board beyond its width (switching the crossbar,
+    #: settling), allowed for on top of ``timeout`` when waiting for a ``PULSE:MANY`` reply.
+    pulse_allowance: float = 1e-4
 
     def __init__(
         self,
@@ -554,15 +559,19 @@ class SerialBoard:
         for row, col, amplitude, count in entries:
             item = f"{row}:{col}:{float(amplitude)!r}:{count}"
             if chunk and len(head) + len(",".join([*chunk, item])) > self.max_command:
-                self._pulse_line(head + ",".join(chunk), len(chunk), tally)
+                self._pulse_line(head + ",".join(chunk), len(chunk), tally, float(width))
                 chunk = []
             chunk.append(item)
-        self._pulse_line(head + ",".join(chunk), len(chunk), tally)
+        self._pulse_line(head + ",".join(chunk), len(chunk), tally, float(width))
         return tally
 
-    def _pulse_line(self, command: str, n: int, tally: PulseTally) -> None:
+    def _pulse_line(self, command: str, n: int, tally: PulseTally, width: float) -> None:
         """Send one ``PULSE:MANY`` line of the ``n`` entries after ``tally.completed``; on
-        return they are completed, on any exception ``tally`` says what they got."""
+        return they are completed, on any exception ``tally`` says what they got. The reply
+        is awaited for ``timeout`` plus the line's pulse train (its pulses times ``width +
+        pulse_allowance``): a line of long pulses is no timeout."""
+        first = tally.completed
+        busy = sum(tally.counts[first : first + n]) * (width + self.pulse_allowance)
 
         def interrupted(reply: str | None) -> None:
             if reply is None:
@@ -574,7 +583,7 @@ class SerialBoard:
                 log.error("%s: %s", self.name, exc)
 
         try:
-            reply = self._link.exchange(command, interrupted)
+            reply = self._link.exchange(command, interrupted, busy=busy)
         except NotSent as exc:
             raise PulseError(exc.instrument, exc.command, exc.reason, tally) from exc
         except InstrumentError as exc:  # a timeout or a lost port: it may have run

@@ -280,6 +280,28 @@ def test_timeout_raises_then_recovers(server: BoardServer) -> None:
         assert drv.read_mode() == "network"
 
 
+def test_a_long_pulse_train_is_waited_for_and_a_silent_board_still_times_out() -> None:
+    """A ``PULSE:MANY`` line's reply is awaited for ``timeout`` plus its pulse train: 400
+    pulses of 0.8 ms each on the board outlast a 0.2 s timeout without being one, while a
+    silent board is still a timeout (after the train's time), its pulses uncertain."""
+    spec = BoardSpec(pulse_width=(1e-8, 1e-3))
+    entries = [(0, col, 1.2, 100) for col in range(4)]
+    with (
+        BoardServer(spec=spec, pulse_seconds=0.8e-3) as srv,
+        SerialBoard(srv.port, name="xbar", timeout=0.2) as drv,
+    ):
+        drv.mode("programming")
+        before = srv.backend.conductance.copy()
+        assert drv.pulse_many(entries, 1e-3).completed == 4  # 0.32 s of pulses at least
+        moved = srv.backend.conductance != before
+        assert moved[0, :4].all() and moved.sum() == 4
+        budget = 0.2 + 400 * (1e-3 + drv.pulse_allowance)  # 0.64 s
+        srv.go_silent()
+        with pytest.raises(PulseError, match=f"no reply within {budget:g} s") as err:
+            drv.pulse_many(entries, 1e-3)
+        assert err.value.tally.uncertain == 4 and err.value.tally.completed == 0
+
+
 def test_injected_error_reply(server: BoardServer, board: SerialBoard) -> None:
     server.fail_next()
     with pytest.raises(InstrumentError, match="ERR 110 hardware fault: injected"):
