@@ -259,6 +259,7 @@ class LabBench:
                 models=(inst.board_model,),
                 protocol=inst.protocol,
                 watchdog=inst.watchdog_s,
+                pulse_allowance=inst.pulse_allowance_s,
             )
             board.open()
             self._boards[name] = board

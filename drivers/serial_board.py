@@ -244,6 +244,9 @@ class SerialBoard:
     timeout : float
         Longest wait for one reply line (s); a ``PULSE:MANY`` line is also given the time of
         its pulses (``count * (width + pulse_allowance)``).
+    pulse_allowance : float
+        Time (s) one pulse may take on the board beyond its width (switching the crossbar,
+        settling), allowed for when waiting for a ``PULSE:MANY`` reply.
     models : sequence of str
         Models this driver accepts at connect.
     protocol : int, optional
@@ -260,10 +263,6 @@ class SerialBoard:
         As given.
     """
 
-    #: Time (s) one pulse may take on the board beyond its width (switching the crossbar,
-    #: settling), allowed for on top of ``timeout`` when waiting for a ``PULSE:MANY`` reply.
-    pulse_allowance: float = 1e-4
-
     def __init__(
         self,
         url: str,
@@ -274,11 +273,15 @@ class SerialBoard:
         models: Sequence[str] = (DEFAULT_BOARD_MODEL,),
         protocol: int | None = None,
         watchdog: float | None = None,
+        pulse_allowance: float = 1e-4,
     ) -> None:
         if protocol is not None and protocol not in board_protocol.VERSIONS:
             raise ValueError(f"{name}: protocol must be one of {board_protocol.VERSIONS}")
         if watchdog is not None and not watchdog > 0:
             raise ValueError(f"{name}: watchdog must be > 0 s, got {watchdog}")
+        if not 0 <= pulse_allowance <= 1:  # (NaN fails too)
+            raise ValueError(f"{name}: pulse_allowance must be in [0, 1] s, got {pulse_allowance}")
+        self.pulse_allowance = float(pulse_allowance)
         self.url, self.name, self.baudrate, self.timeout = url, name, baudrate, timeout
         self.models = tuple(models)
         self.requested_protocol = protocol

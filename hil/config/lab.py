@@ -123,6 +123,9 @@ class InstrumentConfig(Schema):
     watchdog_s : float or None
         A board (protocol 2) goes to its safe state after this long without a line from the
         host; the driver pings it when idle, so only a dead host trips it. None: off.
+    pulse_allowance_s : float
+        Time one pulse may take on a board beyond its width (s): a ``PULSE:MANY`` line's
+        reply is awaited for ``timeout_s`` plus its pulses times ``width + pulse_allowance_s``.
     """
 
     driver: DriverName
@@ -132,6 +135,7 @@ class InstrumentConfig(Schema):
     baudrate: int = Field(115200, gt=0, le=10_000_000)
     protocol: int | None = Field(None, ge=1, le=2)
     watchdog_s: float | None = Field(10.0, gt=0, le=3600)
+    pulse_allowance_s: float = Field(1e-4, ge=0, le=1.0)
 
     @property
     def kind(self) -> Literal["board", "smu"]:

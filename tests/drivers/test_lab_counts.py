@@ -335,6 +335,20 @@ def test_a_safe_state_from_another_thread_interrupts_a_long_batch_and_counts_it(
         bench.close()
 
 
+def test_the_pulse_allowance_reaches_the_board_driver_and_bad_ones_are_refused():
+    raw = yaml.safe_load(yaml.safe_dump(lab_run_config(1).model_dump(mode="json")))
+    raw["bench"]["instruments"]["xbar"]["pulse_allowance_s"] = 0.01
+    bench = build_bench(RunConfig.model_validate(raw))
+    try:
+        assert bench.boards["xbar"].pulse_allowance == 0.01
+    finally:
+        bench.close()
+    for bad in (-1e-6, float("nan"), 2.0):
+        raw["bench"]["instruments"]["xbar"]["pulse_allowance_s"] = bad
+        with pytest.raises(ValueError, match="pulse_allowance_s"):
+            RunConfig.model_validate(raw)
+
+
 def test_training_with_idle_gaps_never_trips_the_watchdog(tmp_path: Path):
     raw = yaml.safe_load(yaml.safe_dump(lab_run_config(1).model_dump(mode="json")))
     raw["bench"]["instruments"]["xbar"]["watchdog_s"] = 0.2
